@@ -1,0 +1,103 @@
+"""Run-time configuration: smoke/full mode, device choice and seeding.
+
+Every switch that changes how much work the course does is read here, in one place:
+
+* ``COURSE_SMOKE=1`` turns on *smoke mode*: tiny data subsets, one short epoch, small
+  widths. The test suite and CI set it; learners normally leave it unset (full mode).
+* ``COURSE_DEVICE=cpu|cuda|mps`` overrides the automatic device choice (cuda > mps > cpu).
+* ``COURSE_TRAIN=1`` asks notebooks that offer a shipped checkpoint to train from scratch
+  instead of loading it.
+
+Notebooks read these through :func:`is_smoke`, :func:`get_device` and :func:`train_from_scratch`
+so that a ``parameters`` cell (papermill) or the environment can change them.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def _env_flag(name: str) -> bool:
+    """Read a boolean environment variable, rejecting values we cannot interpret."""
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(f"{name}={os.environ[name]!r} is not understood: use 1 (on) or 0 (off).")
+
+
+def is_smoke() -> bool:
+    """True when ``COURSE_SMOKE`` asks for the seconds-long smoke version of every run."""
+    return _env_flag("COURSE_SMOKE")
+
+
+def train_from_scratch() -> bool:
+    """True when ``COURSE_TRAIN=1`` asks to train instead of loading shipped checkpoints."""
+    return _env_flag("COURSE_TRAIN")
+
+
+def pick(smoke: T, full: T) -> T:
+    """Return ``smoke`` in smoke mode and ``full`` otherwise.
+
+    Use it for every size that smoke mode shrinks, e.g. ``epochs = pick(smoke=1, full=10)``.
+    """
+    return smoke if is_smoke() else full
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def get_device(override: str | None = None) -> torch.device:
+    """Choose the compute device: ``override``, else ``COURSE_DEVICE``, else cuda > mps > cpu.
+
+    Raises:
+        ValueError: if the requested device is unknown or not available on this machine.
+    """
+    wanted = (override or os.environ.get("COURSE_DEVICE", "")).strip().lower()
+    if not wanted or wanted == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind = wanted.split(":")[0]
+    if kind not in {"cpu", "cuda", "mps"}:
+        raise ValueError(f"Unknown device {wanted!r}: use 'cpu', 'cuda', 'mps' or 'auto'.")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was requested but torch.cuda.is_available() is False: "
+                         "install a CUDA build of PyTorch or use COURSE_DEVICE=cpu.")
+    if kind == "mps" and not _mps_available():
+        raise ValueError("MPS was requested but is not available (it needs Apple silicon "
+                         "and macOS 12.3+): use COURSE_DEVICE=cpu.")
+    return torch.device(wanted)
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch (all devices) and return a seeded CPU generator."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds CUDA and MPS
+    return torch.Generator().manual_seed(seed)
+
+
+def describe_setup(device: torch.device | None = None) -> str:
+    """One line describing the mode, device and library versions, for notebooks to print."""
+    device = device or get_device()
+    mode = "SMOKE (tiny, for tests)" if is_smoke() else "full"
+    threads = torch.get_num_threads()
+    return (f"mode={mode} | device={device} | torch {torch.__version__} "
+            f"({threads} CPU threads) | Python {platform.python_version()}")
