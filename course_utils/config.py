@@ -101,3 +101,20 @@ def describe_setup(device: torch.device | None = None) -> str:
     threads = torch.get_num_threads()
     return (f"mode={mode} | device={device} | torch {torch.__version__} "
             f"({threads} CPU threads) | Python {platform.python_version()}")
+
+
+def apply_overrides(smoke: bool | None = None, device: str | None = None,
+                    train: bool | None = None) -> None:
+    """Apply a notebook's ``parameters`` cell: ``None`` keeps what the environment says.
+
+    Papermill (or a learner) can set ``smoke = True`` or ``device = "cpu"`` in that cell; this
+    writes them to the environment variables that the rest of ``course_utils`` reads, so the
+    switch still lives in one place.
+    """
+    if smoke is not None:
+        os.environ["COURSE_SMOKE"] = "1" if smoke else "0"
+    if device is not None:
+        get_device(device)  # validate now, with a clear error, rather than mid-notebook
+        os.environ["COURSE_DEVICE"] = device
+    if train is not None:
+        os.environ["COURSE_TRAIN"] = "1" if train else "0"
