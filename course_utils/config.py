@@ -118,3 +118,56 @@ def apply_overrides(smoke: bool | None = None, device: str | None = None,
         os.environ["COURSE_DEVICE"] = device
     if train is not None:
         os.environ["COURSE_TRAIN"] = "1" if train else "0"
+
+
+# Import name -> (distribution name, why the course needs it)
+REQUIRED = {
+    "torch": ("torch", "models and training"),
+    "numpy": ("numpy", "arrays"),
+    "matplotlib": ("matplotlib", "plots"),
+    "ipywidgets": ("ipywidgets", "interactive latent explorers"),
+    "sklearn": ("scikit-learn", "PCA, t-SNE and the offline digits dataset"),
+    "scipy": ("scipy", "matrix square root in the Frechet distance"),
+    "tqdm": ("tqdm", "progress bars"),
+}
+
+
+def check_environment() -> list[str]:
+    """Check packages, data and device; return report lines, each problem with its fix.
+
+    Problems start with ``MISSING`` or ``WARNING`` so they stand out; the function never
+    raises, so a notebook can always print what is wrong.
+    """
+    import importlib.util
+    from importlib.metadata import PackageNotFoundError, version
+
+    lines = []
+    for module, (dist, why) in REQUIRED.items():
+        if importlib.util.find_spec(module) is None:
+            lines.append(f"MISSING  {dist:<13} needed for {why}. Fix: pip install {dist}")
+            continue
+        try:
+            lines.append(f"ok       {dist:<13} {version(dist)}")
+        except PackageNotFoundError:
+            lines.append(f"ok       {dist:<13} (version unknown)")
+    from . import data  # late import: data imports config
+
+    found = data.find_local("fashion-mnist")
+    if found:
+        lines.append(f"ok       Fashion-MNIST  found in {found}")
+    else:
+        lines.append("WARNING  Fashion-MNIST  not found locally. Fix: `sudo apt-get install "
+                     "dataset-fashion-mnist` (Debian/Ubuntu), or set COURSE_DATA_DIR, or let "
+                     "load_dataset() download it (needs internet). Offline, the notebooks fall "
+                     "back to scikit-learn's digits.")
+    try:
+        device = get_device()
+        lines.append(f"ok       device         {device}")
+        if device.type == "cpu":
+            lines.append("note     running on the CPU: fine for this course; full-mode training "
+                         "takes minutes (a GPU or Apple MPS is faster).")
+    except ValueError as exc:
+        lines.append(f"WARNING  device         {exc}")
+    lines.append(f"ok       mode           {'smoke' if is_smoke() else 'full'}"
+                 " (set COURSE_SMOKE=1 for the seconds-long test version)")
+    return lines

@@ -337,6 +337,29 @@ def _subset(ds: Dataset, max_train: int | None, max_test: int | None) -> Dataset
 SMOKE_TRAIN, SMOKE_TEST = 2048, 512
 
 
+def local_sources(spec: DatasetSpec, root: str | os.PathLike[str] | None = None
+                  ) -> list[tuple[str, Path]]:
+    """The local directories tried for ``spec``, in order, as ``(label, directory)``."""
+    sources: list[tuple[str, Path]] = []
+    if root is not None:
+        sources.append(("root argument", Path(root).expanduser()))
+    if os.environ.get("COURSE_DATA_DIR"):
+        sources.append(("COURSE_DATA_DIR", Path(os.environ["COURSE_DATA_DIR"]).expanduser()))
+    sources += [("system package", Path(d)) for d in spec.system_dirs]
+    sources.append(("user cache", cache_dir() / spec.name))
+    return sources
+
+
+def find_local(name: str = "fashion-mnist", root: str | os.PathLike[str] | None = None
+               ) -> Path | None:
+    """The first local directory holding all of the dataset's files, without reading them."""
+    spec = SPECS[name]
+    for _, directory in local_sources(spec, root):
+        if all(_find_file(directory, f) for f, _ in spec.files.values()):
+            return directory
+    return None
+
+
 def load_dataset(name: str = "fashion-mnist", root: str | os.PathLike[str] | None = None, *,
                  allow_fallback: bool = False, download: bool = True,
                  max_train: int | None = None, max_test: int | None = None,
@@ -364,17 +387,9 @@ def load_dataset(name: str = "fashion-mnist", root: str | os.PathLike[str] | Non
         max_train = SMOKE_TRAIN if max_train is None else max_train
         max_test = SMOKE_TEST if max_test is None else max_test
 
-    candidates: list[tuple[str, Path]] = []
-    if root is not None:
-        candidates.append(("root argument", Path(root).expanduser()))
-    if os.environ.get("COURSE_DATA_DIR"):
-        candidates.append(("COURSE_DATA_DIR", Path(os.environ["COURSE_DATA_DIR"]).expanduser()))
-    candidates += [("system package", Path(d)) for d in spec.system_dirs]
     cache = cache_dir() / spec.name
-    candidates.append(("user cache", cache))
-
     tried: list[str] = []
-    for label, directory in candidates:
+    for label, directory in local_sources(spec, root):
         if not directory.is_dir():
             tried.append(f"{label}: {directory} (no such directory)")
             continue

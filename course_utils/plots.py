@@ -112,3 +112,29 @@ def loss_curves(history: Mapping[str, Sequence[float]] | Sequence[Mapping[str, f
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def class_bars(labels: ArrayLike | Sequence[int], classes: Sequence[str],
+               title: str = "Images per class", reference: float | None = None) -> Figure:
+    """Bar chart of how many items fall in each class.
+
+    Args:
+        labels: integer class labels (N,), e.g. a dataset's labels or a classifier's
+            predictions for generated samples.
+        classes: class names, indexed by label.
+        reference: draw a dashed line at this count (e.g. N / number of classes).
+    """
+    y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    counts = np.bincount(y.astype(np.int64).ravel(), minlength=len(classes))
+    if len(counts) > len(classes):
+        raise ValueError(f"labels go up to {len(counts) - 1} but only {len(classes)} class names "
+                         "were given")
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.bar(range(len(classes)), counts, color="tab:blue")
+    ax.set_xticks(range(len(classes)), list(classes), rotation=45, ha="right", fontsize=8)
+    if reference is not None:
+        ax.axhline(reference, ls="--", color="gray", lw=1)
+    ax.set_ylabel("count")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

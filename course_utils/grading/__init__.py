@@ -1,0 +1,1 @@
+"""Student-notebook generation and the batch grader."""
