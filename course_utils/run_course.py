@@ -69,6 +69,15 @@ def run_notebook(src: Path, dest: Path, cell_timeout: int, env: dict[str, str]
 
 
 def main(argv: list[str] | None = None) -> int:
+    saved = dict(os.environ)
+    try:
+        return _main(argv)
+    finally:                      # leave the caller's environment as it was
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description="Execute every course notebook into build/.")
     parser.add_argument("--train", action="store_true",
                         help="train every model from scratch instead of loading shipped checkpoints")
