@@ -62,6 +62,7 @@ def batch(tmp_path_factory):
 # case: (status, total, exercise status, text that must appear in the message or notes, flags)
 EXPECTED = {
     "correct": ("graded", 1, "passed", "passed the public checks and the grader's hidden", set()),
+    "trains_a_model": ("graded", 1, "passed", "passed the public checks", set()),
     "hidden_fail": ("graded", 0, "failed-hidden", "not the grader's hidden tests", set()),
     "invalid_json": ("invalid", 0, "not-graded", "not valid JSON", set()),
     "truncated": ("invalid", 0, "not-graded", "truncated", set()),

@@ -724,6 +724,9 @@ def kernel_prelude(modules: Iterable[str] = ()) -> None:
     else:
         core.registry()
     import torch  # noqa: F401  (the checks use it; snapshot it as imported now)
+    # PyTorch imports torch._dynamo lazily, at the first optimizer step, and that import wraps
+    # torch.manual_seed. Import it now, so that PyTorch's own change is not taken for tampering.
+    import torch._dynamo  # noqa: F401
     _KSTATE["captured"] = {}
     _KSTATE["snapshot"] = _take_snapshot()
 
