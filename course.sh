@@ -3,7 +3,7 @@
 #
 #   bash course.sh run [--train] [--smoke] [--device cpu|cuda|mps]   set up, then run every notebook into build/
 #   bash course.sh test [pytest args]                                 set up (with test tools), then run all tests
-#   bash course.sh setup [--test]                                     only set up
+#   bash course.sh setup [--test] [--browser]                         only set up
 #
 # Set-up is idempotent: it creates .venv (unless a virtualenv or conda env is active), installs
 # PyTorch first (CPU build unless told otherwise, see README), then this project.
@@ -56,8 +56,16 @@ setup() {
 cmd="${1:-}"
 shift || true
 case "$cmd" in
-  setup)
-    if [[ "${1:-}" == "--test" ]]; then setup "[test]"; else setup ""; fi ;;
+  setup)   # setup [--test] [--browser]: choose the optional extras
+    extras=()
+    for arg in "$@"; do
+      case "$arg" in
+        --test) extras+=(test) ;;
+        --browser) extras+=(browser) ;;
+        *) echo "unknown option for setup: $arg (use --test and/or --browser)" >&2; exit 2 ;;
+      esac
+    done
+    if (( ${#extras[@]} )); then setup "[$(IFS=,; echo "${extras[*]}")]"; else setup ""; fi ;;
   run)
     setup ""
     exec "$(python_bin)" -m course_utils.run_course "$@" ;;
