@@ -181,10 +181,12 @@ def gan_diagnostics(history: Mapping[str, Sequence[float]], title: str = "GAN di
 
     Args:
         history: a mapping with ``d_loss``, ``g_loss``, ``d_real`` (mean D(x)) and ``d_fake``
-            (mean D(G(z))) series, and optionally ``step`` for the x axis (what
-            :func:`course_utils.training.fit_gan` records).
+            (mean D(G(z))) series, and optionally ``step`` for the x axis, or the ``History``
+            that :func:`course_utils.training.fit_gan` returns.
         smooth: moving-average window, to see trends through the noise of single batches.
     """
+    if hasattr(history, "to_dict"):              # a training.History
+        history = history.to_dict()
     need = ["d_loss", "g_loss", "d_real", "d_fake"]
     missing = [k for k in need if k not in history]
     if missing:

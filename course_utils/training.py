@@ -810,7 +810,7 @@ def fit_gan(G: nn.Module, D: nn.Module, train_images: Tensor, *,
     if snapshot_every is None:
         planned = min(epochs * steps_per_epoch if epochs else math.inf, max_steps or math.inf)
         if planned < math.inf:
-            snapshot_every = max(1, int(planned) // 8)
+            snapshot_every = max(1, math.ceil(planned / 8))
         else:
             snapshot_every = 10**12
             snapshot_seconds = time_budget / 8 if time_budget else math.inf
@@ -876,6 +876,7 @@ def fit_gan(G: nn.Module, D: nn.Module, train_images: Tensor, *,
     if max_steps is not None and (tracker.total_steps is None or max_steps < tracker.total_steps):
         tracker.total_steps = max_steps                          # the bar's end and fraction()
         tracker.bar.total = max_steps
+        tracker.bar.refresh()
     acc = MetricAccumulator()
     train_seconds, interval_start, interval_images = 0.0, time.perf_counter(), 0
     t0 = time.perf_counter()
@@ -894,6 +895,7 @@ def fit_gan(G: nn.Module, D: nn.Module, train_images: Tensor, *,
                         "images_per_sec": interval_images / max(now - interval_start, 1e-9)})
         tracker.set_postfix({k: means[k] for k in ("d_real", "d_fake") if k in means})
         acc, interval_start, interval_images = MetricAccumulator(), now, 0
+
     stopped_by = "epochs"
     G.train()
     D.train()
