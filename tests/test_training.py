@@ -305,3 +305,17 @@ def test_damaged_checkpoint_gives_a_clear_error(tmp_path: Path) -> None:
         load_checkpoint(path)
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_time_budget_follows_the_given_clock():
+    """A CPU-seconds (or any) clock drives the budget: here a fake clock that ticks per call."""
+    ticks = iter(range(10**6))
+    model = torch.nn.Linear(4, 4)
+
+    def loss_fn(m, batch):
+        return ((m(batch[0]) - batch[0]) ** 2).mean()
+
+    history = fit(model, loss_fn, (torch.randn(640, 4),), time_budget=5.0, batch_size=8,
+                  progress=False, clock=lambda: float(next(ticks)))
+    assert history.last["step"] < 80                   # stopped by the fake clock, mid-epoch
+    assert history.last["epoch"] < 1
