@@ -27,7 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from course_utils.grading.grader import Limits, grade_batch  # noqa: E402
+from course_utils.grading.assignment import Limits  # noqa: E402
+from course_utils.grading.batch import grade_batch  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location(
     "grading_cases", REPO / "tests" / "fixtures" / "grading" / "cases.py")
@@ -79,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         result = grade_batch(cases.INTRO_STUDENT, subs, work / "out", jobs=args.jobs,
                              limits=limits, log=None)
         wall = time.perf_counter() - start
-        statuses = Counter(r["status"] for r in result.records)
-        ran = [r["seconds"] for r in result.records if r.get("attempts", 0) > 0]
+        statuses = Counter(r.status for r in result.records)
+        ran = [r.seconds for r in result.records if r.attempts > 0]
         print(f"graded {len(result.records)} in {wall:.1f} s: "
               f"{len(result.records) / wall * 60:.1f} submissions per minute")
         print("statuses: " + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))

@@ -1,4 +1,4 @@
-"""The batch grader against the adversarial cases of COURSE_DESIGN.md section 4.
+"""The batch grader against the adversarial submissions it must survive.
 
 One batch grades every fixture submission once (2 jobs, short limits), then each test checks
 one case's asserted outcome: status, points, a message, and the original file unchanged. The
@@ -9,10 +9,12 @@ plus ``hidden_intro.py``, an example of grader-only hidden tests.
 
 from __future__ import annotations
 
+import ast
 import csv
 import hashlib
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,10 +23,23 @@ import pytest
 import torch
 
 from course_utils.checks import get_exercise, run_checkers
-from course_utils.grading import grader
-from course_utils.grading.grader import (AssignmentError, Limits, SubmissionUnreadable,
-                                         collect_submissions, grade_batch, load_assignment,
-                                         match_exercises, read_submission, student_id)
+from course_utils.grading import cli, execution, kernel, reports, verdicts
+from course_utils.grading.assignment import (
+    Assignment,
+    AssignmentError,
+    ExerciseSpec,
+    Limits,
+    load_assignment,
+)
+from course_utils.grading.batch import collect_submissions, grade_batch, student_id
+from course_utils.grading.pool import run_pool
+from course_utils.grading.records import Record, Task
+from course_utils.grading.submission import (
+    SubmissionUnreadable,
+    match_exercises,
+    read_submission,
+    scan_source,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location(
@@ -102,15 +117,15 @@ def test_every_case_has_an_expectation():
 def test_case_outcome(batch, case):
     status, total, ex_status, text, flags = EXPECTED[case]
     record = batch.records[batch.ids[case]]
-    ex = record["exercises"]["intro_scale"]
+    ex = record.exercises["intro_scale"]
     feedback = (batch.out / "feedback" / f"{batch.ids[case]}.md").read_text(encoding="utf-8")
-    assert record["status"] == status, record
-    assert record["total"] == total and ex["points"] == total, record
-    assert ex["status"] == ex_status, record
+    assert record.status == status, record
+    assert record.total == total and ex.points == total, record
+    assert ex.status == ex_status, record
     assert text in feedback, feedback                    # the student sees why
-    assert flags <= set(record["flags"]), record
+    assert flags <= set(record.flags), record
     if not flags:
-        assert not record["flags"], record
+        assert not record.flags, record
     # The original file is untouched, and the feedback never shows the answer.
     name = batch.paths[case].name
     assert _fingerprint(batch.paths[case]) == batch.before[name]
@@ -127,7 +142,7 @@ def test_one_row_per_submission_and_consistent_gradebook(batch):
     assert list(rows[0]) == ["student", "intro_scale", "total", "status", "flags", "file"]
     for row in rows:
         rec = batch.records[row["student"]]
-        assert float(row["total"]) == rec["total"] and row["status"] == rec["status"]
+        assert float(row["total"]) == rec.total and row["status"] == rec.status
     results = json.loads((batch.out / "results.json").read_text(encoding="utf-8"))
     assert results["max_total"] == 1 and len(results["students"]) == len(rows)
     assert all((batch.out / "records" / f"{r['student']}.json").is_file() for r in rows)
@@ -135,38 +150,38 @@ def test_one_row_per_submission_and_consistent_gradebook(batch):
 
 def test_renamed_file_keeps_its_name(batch):
     record = batch.records["Copy_of_00_mini_Alice_Smith_final"]
-    assert record["file"] == cases.FILE_NAMES["renamed_file"]
+    assert record.file == cases.FILE_NAMES["renamed_file"]
 
 
 def test_hidden_test_details_stay_with_the_instructor(batch):
     record = batch.records["hidden_fail"]
-    assert "float64" in record["exercises"]["intro_scale"]["detail"]
+    assert "float64" in record.exercises["intro_scale"].detail
     feedback = (batch.out / "feedback" / "hidden_fail.md").read_text(encoding="utf-8")
     assert "float64" not in feedback and "Hint:" in feedback
 
 
 def test_points_come_from_the_manifest(batch):
     record = batch.records["changed_points"]
-    assert record["max_total"] == 1 and record["exercises"]["intro_scale"]["max_points"] == 1
+    assert record.max_total == 1 and record.exercises["intro_scale"].max_points == 1
 
 
 def test_flood_is_capped(batch):
     size = (batch.out / "records" / "output_flood.json").stat().st_size
     assert size < 50_000
-    assert "MB more than the 64 KB" in " ".join(batch.records["output_flood"]["notes"])
+    assert "MB more than the 64 KB" in " ".join(batch.records["output_flood"].notes)
 
 
 def test_crash_and_timeout_are_retried_with_the_stub(batch):
     for case in ("infinite_loop", "kernel_crash"):
-        assert batch.records[case]["attempts"] == 2
+        assert batch.records[case].attempts == 2
 
 
 def test_tampering_is_undone_and_reported(batch):
-    review = " ".join(batch.records["monkeypatch_torch"]["review"])
+    review = " ".join(batch.records["monkeypatch_torch"].review)
     assert "torch.allclose" in review and "torch.equal" in review
-    assert "redefines check()" in " ".join(batch.records["redefined_check"]["review"])
+    assert "redefines check()" in " ".join(batch.records["redefined_check"].review)
     # A clean run reports nothing.
-    assert batch.records["correct"]["review"] == []
+    assert batch.records["correct"].review == []
 
 
 def test_rerun_skips_graded_submissions(batch):
@@ -188,14 +203,14 @@ def test_rerun_regrades_changed_files_and_force(tmp_path):
     template = cases.INTRO_STUDENT
     first = grade_batch(template, subs, out, limits=LIMITS, log=None)
     assert (first.graded, first.skipped) == (2, 0)
-    assert {r["status"] for r in first.records} == {"invalid"}
-    assert "JSON list, not a notebook" in " ".join(first.by_student()["b"]["notes"])
+    assert {r.status for r in first.records} == {"invalid"}
+    assert "JSON list, not a notebook" in " ".join(first.by_student()["b"].notes)
     second = grade_batch(template, subs, out, limits=LIMITS, log=None)
     assert (second.graded, second.skipped) == (0, 2)
     (subs / "b.ipynb").write_text("{}")
     third = grade_batch(template, subs, out, limits=LIMITS, log=None)
     assert (third.graded, third.skipped) == (1, 1)
-    assert "no list of cells" in " ".join(third.by_student()["b"]["notes"])
+    assert "no list of cells" in " ".join(third.by_student()["b"].notes)
     forced = grade_batch(template, subs, out, limits=LIMITS, force=True, log=None)
     assert (forced.graded, forced.skipped) == (2, 0)
     assert not list(out.rglob("*.tmp"))                  # atomic writes leave no debris
@@ -216,10 +231,10 @@ def test_cli_as_module(tmp_path):
 
 
 def test_cli_reports_bad_arguments(tmp_path, capsys):
-    assert grader.main([str(tmp_path / "nope.ipynb"), str(tmp_path)]) == 2
+    assert cli.main([str(tmp_path / "nope.ipynb"), str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
     solution = REPO / "notebooks" / "solutions" / "00_introduction.ipynb"
-    assert grader.main([str(solution), str(tmp_path)]) == 2
+    assert cli.main([str(solution), str(tmp_path)]) == 2
     assert "contains solutions" in capsys.readouterr().err
 
 
@@ -227,7 +242,7 @@ def test_entry_point_is_declared():
     tomllib = pytest.importorskip("tomllib")              # Python >= 3.11
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     module, func = scripts["course-grade"].split(":")
-    assert getattr(importlib.import_module(module), func) is grader.main
+    assert getattr(importlib.import_module(module), func) is cli.main
 
 
 # --- the real intro notebook -------------------------------------------------------------------
@@ -243,9 +258,9 @@ def test_real_intro_notebook(tmp_path):
     result = grade_batch(cases.INTRO_STUDENT, subs, tmp_path / "out", jobs=2, log=None,
                          limits=Limits(cell_timeout=60, total_timeout=120, memory_mb=4096))
     ada, bob = result.by_student()["ada"], result.by_student()["bob"]
-    assert (ada["status"], ada["total"], ada["review"]) == ("graded", 1, [])
-    assert (bob["status"], bob["total"]) == ("graded", 0)
-    assert bob["exercises"]["intro_scale"]["status"] == "not-done"
+    assert (ada.status, ada.total, ada.review) == ("graded", 1, [])
+    assert (bob.status, bob.total) == ("graded", 0)
+    assert bob.exercises["intro_scale"].status == "not-done"
     assert [_fingerprint(p) for p in protected] == before
 
 
@@ -308,18 +323,17 @@ def test_student_ids_are_safe(name, expected):
 
 def test_gradebook_neutralises_formulas():
     a = load_assignment(cases.INTRO_STUDENT)
-    record = grader._failed_record({"assignment": a, "student": "s", "file": "=HYPERLINK()",
-                                    "sha256": ""}, "x")
-    assert ",'=HYPERLINK()" in grader.gradebook_csv([record], a)
+    record = Record.failed(Task(a, LIMITS, "s", "=HYPERLINK()", ""), "x")
+    assert ",'=HYPERLINK()" in reports.gradebook_csv([record], a)
 
 
 def test_static_scan():
     spec = load_assignment(cases.INTRO_STUDENT).exercises[0]
-    ref, review = grader.scan_source(
+    ref, review = scan_source(
         "import sys\nfrom course_utils.data import to_minus_one_one\n"
         "torch.allclose = None\ndef check(i, o):\n    return o\n", spec)
     assert ref and any("sys" in r for r in review) and any("check" in r for r in review)
-    assert grader.scan_source("def scale_to_pm1(x):\n    return x * 2 - 1\n", spec) == ([], [])
+    assert scan_source("def scale_to_pm1(x):\n    return x * 2 - 1\n", spec) == ([], [])
 
 
 def test_assignment_rejects_a_stale_manifest(tmp_path):
@@ -350,7 +364,7 @@ def test_lying_tensor_fools_a_naive_check_but_not_the_grader():
     # The in-notebook check dispatches torch.allclose to the subclass, which lies...
     assert run_checkers(ex, _liar_scale, [ex.checker]).status == "passed"
     # ...the grader runs checks with subclass overrides disabled, so the real values count.
-    verdict = grader._run_limited(ex, _liar_scale, [ex.checker], 5.0, set(), [])
+    verdict = kernel._run_limited(ex, _liar_scale, [ex.checker], 5.0, set(), [])
     assert verdict["status"] == "failed"
     assert _liar_scale(torch.zeros(1)) == 42          # __eq__ says yes to anything
 
@@ -361,38 +375,38 @@ def test_alarm_stops_a_hanging_check():
     def hang(x):
         while True:
             pass
-    assert grader._run_limited(ex, hang, [ex.checker], 0.3, set(), [])["status"] == "timeout"
+    assert kernel._run_limited(ex, hang, [ex.checker], 0.3, set(), [])["status"] == "timeout"
 
 
 def test_snapshot_restores_patched_functions():
     original = torch.allclose
-    snap = grader._take_snapshot()
+    snap = kernel._take_snapshot()
     try:
         torch.allclose = lambda *a, **k: True
-        changed = grader._restore_snapshot(snap)
+        changed = kernel._restore_snapshot(snap)
     finally:
         torch.allclose = original
     assert torch.allclose is original and "torch.allclose" in changed
-    assert grader._restore_snapshot(snap) == []
+    assert kernel._restore_snapshot(snap) == []
 
 
 def test_capture_binds_a_placeholder_for_a_missing_name():
     ns: dict = {}
-    grader.kernel_capture("intro_scale", "scale_to_pm1", ["scale_to_pm1"], ns)
+    kernel.kernel_capture("intro_scale", "scale_to_pm1", ["scale_to_pm1"], ns)
     with pytest.raises(NotImplementedError):
         ns["scale_to_pm1"](torch.zeros(1))
-    assert grader._KSTATE["captured"]["intro_scale"]["defined"] is False
+    assert kernel._KSTATE["captured"]["intro_scale"]["defined"] is False
 
 
 def test_kernel_side_grades_the_state_right_after_the_exercise_cell(tmp_path):
     """A function calling its own name must not be rescued by check() rebinding that name."""
     ns: dict = {"torch": torch}
     exec("def scale_to_pm1(x):\n    return scale_to_pm1(x)\n", ns)   # recursion, never ends
-    grader.kernel_prelude()
-    grader.kernel_capture("intro_scale", "scale_to_pm1", ["scale_to_pm1"], ns)
+    kernel.kernel_prelude()
+    kernel.kernel_capture("intro_scale", "scale_to_pm1", ["scale_to_pm1"], ns)
     ns["scale_to_pm1"] = get_exercise("intro_scale").reference       # what check() would do
     path = tmp_path / "verdicts.json"
-    grader.kernel_finish(str(path), "n0nce", ["intro_scale"], 5.0)
+    kernel.kernel_finish(str(path), "n0nce", ["intro_scale"], 5.0)
     out = json.loads(path.read_text())
     assert out["nonce"] == "n0nce" and out["complete"] and out["tampered"] == []
     public = out["exercises"]["intro_scale"]["public"]
@@ -403,10 +417,10 @@ def test_kernel_side_grades_the_state_right_after_the_exercise_cell(tmp_path):
 def _finish_in_process(tmp_path, source: str) -> dict:
     ns: dict = {"torch": torch}
     exec(source, ns)
-    grader.kernel_prelude()
-    grader.kernel_capture("intro_scale", "scale_to_pm1", ["scale_to_pm1"], ns)
+    kernel.kernel_prelude()
+    kernel.kernel_capture("intro_scale", "scale_to_pm1", ["scale_to_pm1"], ns)
     path = tmp_path / "verdicts.json"
-    grader.kernel_finish(str(path), "n", ["intro_scale"], 5.0)
+    kernel.kernel_finish(str(path), "n", ["intro_scale"], 5.0)
     return json.loads(path.read_text())["exercises"]["intro_scale"]
 
 
@@ -431,9 +445,9 @@ def _two_exercise_assignment():
     nb.cells = [nbformat.v4.new_code_cell(src) for src in (
         "import math", "def fa(x):\n    raise NotImplementedError('a')", "fa = check('a', fa)",
         "def fb(x):\n    raise NotImplementedError('b')", "fb = check('b', fb)", "fa(1)")]
-    specs = (grader.ExerciseSpec("a", 1.0, 1, ("fa",), "fa", nb.cells[1].source),
-             grader.ExerciseSpec("b", 1.0, 3, ("fb",), "fb", nb.cells[3].source))
-    return grader.Assignment("t.ipynb", "", nbformat.writes(nb), specs, (), "v")
+    specs = (ExerciseSpec("a", 1.0, 1, ("fa",), "fa", nb.cells[1].source),
+             ExerciseSpec("b", 1.0, 3, ("fb",), "fb", nb.cells[3].source))
+    return Assignment("t.ipynb", "", nbformat.writes(nb), specs, (), "v")
 
 
 def test_retries_find_the_exercise_that_crashes(monkeypatch):
@@ -446,11 +460,11 @@ def test_retries_find_the_exercise_that_crashes(monkeypatch):
     def fake_attempt(assignment, sources, limits, deadline, disabled, keep_notebook=False):
         calls.append(sorted(disabled))
         if "a" in disabled:
-            return grader.Attempt({"complete": True, "exercises": {}})
-        return grader.Attempt(None, failure="crash", failure_cell=8, exit_code=-11)
-    monkeypatch.setattr(grader, "run_attempt", fake_attempt)
-    record = {"attempts": 0, "incidents": [], "review": [], "notes": []}
-    final, disabled = grader._run_with_retries(a, {"a": "", "b": ""}, LIMITS, 1e12, record, False)
+            return execution.Attempt({"complete": True, "exercises": {}})
+        return execution.Attempt(None, failure="crash", failure_cell=8, exit_code=-11)
+    monkeypatch.setattr(verdicts, "run_attempt", fake_attempt)
+    record = Record("s", "s.ipynb", "")
+    final, disabled = verdicts.run_with_retries(a, {"a": "", "b": ""}, LIMITS, 1e12, record, False)
     assert calls == [[], ["b"], ["a"]]
     assert list(disabled) == ["a"] and disabled["a"][0] == "crashed"
     assert "SIGSEGV" in disabled["a"][1] and final.verdicts["complete"]
@@ -461,9 +475,117 @@ def test_retries_find_the_exercise_that_crashes(monkeypatch):
     def hang_in_final(assignment, sources, limits, deadline, disabled, keep_notebook=False):
         calls.append(sorted(disabled))
         if "b" in disabled:
-            return grader.Attempt({"complete": True, "exercises": {}})
-        return grader.Attempt({"current": "b", "complete": False}, failure="timeout",
+            return execution.Attempt({"complete": True, "exercises": {}})
+        return execution.Attempt({"current": "b", "complete": False}, failure="timeout",
                               failure_cell=9)
-    monkeypatch.setattr(grader, "run_attempt", hang_in_final)
-    _, disabled = grader._run_with_retries(a, {"a": "", "b": ""}, LIMITS, 1e12, record, False)
+    monkeypatch.setattr(verdicts, "run_attempt", hang_in_final)
+    _, disabled = verdicts.run_with_retries(a, {"a": "", "b": ""}, LIMITS, 1e12, record, False)
     assert calls == [[], ["b"]] and disabled["b"][0] == "timeout"
+
+
+# --- the layout: kernel-side code, records, the worker pool ------------------------------------
+
+def _imports(tree: ast.AST) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(module, relative level) of the import statements under ``tree``: those at module
+    level (including inside ``if``/``try`` blocks), and those inside functions."""
+    top: list[tuple[str, int]] = []
+    inner: list[tuple[str, int]] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            found = inner if in_function else top
+            if isinstance(child, ast.Import):
+                found += [(al.name, 0) for al in child.names]
+            elif isinstance(child, ast.ImportFrom):
+                found.append((child.module or "", child.level))
+            visit(child, in_function or isinstance(child, (ast.FunctionDef,
+                                                           ast.AsyncFunctionDef)))
+    visit(tree, False)
+    return top, inner
+
+
+def _is_stdlib(module: str, level: int) -> bool:
+    return level == 0 and module.split(".")[0] in sys.stdlib_module_names
+
+
+def test_kernel_side_module_imports_only_the_standard_library():
+    """kernel.py is imported inside the student's kernel: at its top level only the standard
+    library; the course's checks only inside the functions that need them."""
+    top, inner = _imports(ast.parse(Path(kernel.__file__).read_text(encoding="utf-8")))
+    assert top and inner, "the AST walk found no imports"
+    for module, level in top:
+        assert _is_stdlib(module, level), (
+            f"kernel.py imports {'.' * level}{module} at its top level: only the standard "
+            "library may be imported there; import it inside the function that needs it")
+    for module, level in inner:
+        assert _is_stdlib(module, level) or (level == 2 and module.split(".")[0] == "checks"), (
+            f"kernel.py imports {'.' * level}{module}: only the standard library and "
+            "course_utils.checks may be imported in the kernel-side code")
+    # The check can fail: a third-party or a grader-module import is caught.
+    top, inner = _imports(ast.parse("import nbformat\ntry:\n    from . import execution\n"
+                                    "except ImportError:\n    pass\n"
+                                    "def f():\n    import torch\n"))
+    assert top == [("nbformat", 0), ("", 1)] and inner == [("torch", 0)]
+    assert not any(_is_stdlib(m, lvl) for m, lvl in top + inner)
+
+
+def test_graded_notebook_calls_the_kernel_side_module():
+    a = _two_exercise_assignment()
+    nb, roles = execution.build_graded_notebook(a, {"a": "fa = 1", "b": None}, "v.json", "n", 1.0)
+    calls = [c.source for c, (role, _) in zip(nb.cells, roles, strict=True) if role != "template"
+             and role != "exercise"]
+    assert calls and all("'course_utils.grading.kernel'" in src for src in calls)
+    assert nb.cells[roles.index(("exercise", "a"))].source == "fa = 1"
+    assert nb.cells[roles.index(("exercise", "b"))].source == a.exercises[1].stub
+
+
+def test_record_json_round_trip():
+    a = load_assignment(cases.INTRO_STUDENT)
+    record = Record.start(Task(a, LIMITS, "s", "s.ipynb", "abc"))
+    record.notebook, record.dropped_output, record.key = "{}", 5, {"k": 1}
+    data = json.loads(json.dumps(record.to_json()))
+    assert "notebook" not in data and "dropped_output" not in data
+    assert list(data)[:3] == ["student", "file", "sha256"] and data["key"] == {"k": 1}
+    again = Record.from_json(data)
+    assert again.exercises["intro_scale"].max_points == 1 and again.sha256 == "abc"
+    for broken in ([], {"student": "s"}, {**data, "surprise": 1}):
+        with pytest.raises(ValueError, match="not a grading record"):
+            Record.from_json(broken)
+
+
+class _KillsTheWorker:
+    """Unpickling this in a worker process exits it at once, like a crash of the worker."""
+
+    def __reduce__(self):
+        return os._exit, (7,)
+
+
+def _pool_tasks(*special: Task) -> list[Task]:
+    """``special`` and three unreadable submissions, which a worker grades without a kernel."""
+    a = load_assignment(cases.INTRO_STUDENT)
+    return [*special, *(Task(a, LIMITS, f"ok{i}", f"ok{i}.ipynb", "", error="unreadable")
+                        for i in range(3))]
+
+
+def test_pool_replaces_a_worker_that_died():
+    """A worker that dies costs only its own submission; a fresh worker grades the rest."""
+    a = load_assignment(cases.INTRO_STUDENT)
+    got: list[Record] = []
+    run_pool(_pool_tasks(Task(a, LIMITS, "crash", "crash.ipynb", "", _KillsTheWorker())),
+             jobs=1, hard_limit=600, on_done=got.append)
+    by = {r.student: r for r in got}
+    assert list(by) == ["crash", "ok0", "ok1", "ok2"]
+    assert by["crash"].status == "grader-error", by["crash"]
+    assert "the grading worker died" in by["crash"].review[0]
+    assert all(by[f"ok{i}"].status == "invalid" and by[f"ok{i}"].notes == ["unreadable"]
+               for i in range(3))
+
+
+def test_pool_kills_a_worker_that_overruns():
+    a = load_assignment(cases.INTRO_STUDENT)
+    slow = Task(a, LIMITS, "slow", "slow.ipynb", "", cases.correct(cases.load(cases.INTRO_STUDENT)))
+    got: list[Record] = []
+    # 2 s is far too little to start a worker and a kernel: the grading of "slow" overruns.
+    run_pool([slow], jobs=1, hard_limit=2, on_done=got.append)
+    assert len(got) == 1 and got[0].status == "grader-error"
+    assert "overran the hard limit of 2 s and was killed" in got[0].review[0]

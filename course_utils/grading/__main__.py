@@ -1,8 +1,8 @@
-"""``python -m course_utils.grading``: the batch grader's command line (see grader.py)."""
+"""``python -m course_utils.grading``: the batch grader's command line (see cli.py)."""
 
 import sys
 
-from .grader import main
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())
