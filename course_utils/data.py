@@ -14,6 +14,9 @@ If none works it raises :class:`DataNotFoundError`, which lists every source tri
 get the data. With ``allow_fallback=True`` it instead returns scikit-learn's bundled 8x8 digits,
 resized to 28x28, and says so in ``Dataset.name``.
 
+Both environment variables are read by :mod:`course_utils.config` (:func:`config.data_dir`,
+:func:`config.cache_dir`), like every other switch; so are the smoke-mode subset sizes.
+
 Images come back as float32 tensors of shape (N, 1, 28, 28) with pixels in [0, 1]; labels as
 int64 tensors of shape (N,). Nothing is read through a DataLoader: :func:`iterate_batches`
 slices the in-memory tensors, which is faster for data of this size.
@@ -27,15 +30,16 @@ import os
 import struct
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from . import config
+from .config import cache_dir
 
 __all__ = [
     "DataError", "DataNotFoundError", "CorruptDataError", "Dataset", "DatasetSpec", "SPECS",
@@ -218,7 +222,8 @@ def download_file(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> P
         CorruptDataError: if the checksum does not match (the partial file is deleted).
         OSError / urllib.error.URLError: if the URL cannot be fetched.
     """
-    from tqdm.auto import tqdm
+    from .config import progress_bar
+    tqdm = progress_bar()   # tqdm.auto, or plain text (COURSE_PROGRESS)
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -240,14 +245,6 @@ def download_file(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> P
         return dest
     finally:
         part.unlink(missing_ok=True)
-
-
-def cache_dir() -> Path:
-    """The user cache directory for downloaded data."""
-    if os.environ.get("COURSE_CACHE_DIR"):
-        return Path(os.environ["COURSE_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "course_utils"
 
 
 def _find_file(directory: Path, file_name: str) -> Path | None:
@@ -280,7 +277,7 @@ def _load_from_dir(spec: DatasetSpec, directory: Path) -> dict[str, np.ndarray]:
 
 def _download(spec: DatasetSpec, directory: Path) -> None:
     errors = []
-    for role, (file_name, sha) in spec.files.items():
+    for file_name, sha in spec.files.values():
         if (directory / file_name).is_file():
             continue
         for mirror in spec.mirrors:
@@ -334,17 +331,15 @@ def _subset(ds: Dataset, max_train: int | None, max_test: int | None) -> Dataset
     return ds
 
 
-SMOKE_TRAIN, SMOKE_TEST = 2048, 512
-
-
 def local_sources(spec: DatasetSpec, root: str | os.PathLike[str] | None = None
                   ) -> list[tuple[str, Path]]:
     """The local directories tried for ``spec``, in order, as ``(label, directory)``."""
     sources: list[tuple[str, Path]] = []
     if root is not None:
         sources.append(("root argument", Path(root).expanduser()))
-    if os.environ.get("COURSE_DATA_DIR"):
-        sources.append(("COURSE_DATA_DIR", Path(os.environ["COURSE_DATA_DIR"]).expanduser()))
+    env_dir = config.data_dir()
+    if env_dir is not None:
+        sources.append(("COURSE_DATA_DIR", env_dir))
     sources += [("system package", Path(d)) for d in spec.system_dirs]
     sources.append(("user cache", cache_dir() / spec.name))
     return sources
@@ -372,7 +367,7 @@ def load_dataset(name: str = "fashion-mnist", root: str | os.PathLike[str] | Non
         allow_fallback: return scikit-learn's digits instead of raising when nothing is found.
         download: try downloading into the user cache when no local copy exists.
         max_train, max_test: keep only the first N images of each split. In smoke mode they
-            default to 2048 and 512.
+            default to ``config.SMOKE_TRAIN`` and ``config.SMOKE_TEST``.
         spec: override the dataset description (tests use this for small files).
 
     Raises:
@@ -384,8 +379,8 @@ def load_dataset(name: str = "fashion-mnist", root: str | os.PathLike[str] | Non
             raise ValueError(f"Unknown dataset {name!r}: choose one of {sorted(SPECS)}.")
         spec = SPECS[name]
     if config.is_smoke():
-        max_train = SMOKE_TRAIN if max_train is None else max_train
-        max_test = SMOKE_TEST if max_test is None else max_test
+        max_train = config.SMOKE_TRAIN if max_train is None else max_train
+        max_test = config.SMOKE_TEST if max_test is None else max_test
 
     cache = cache_dir() / spec.name
     tried: list[str] = []
@@ -415,7 +410,8 @@ def load_dataset(name: str = "fashion-mnist", root: str | os.PathLike[str] | Non
         fallback.notes = [f"{spec.name} not found; tried:"] + tried
         return _subset(fallback, max_train, max_test)
 
-    how = [f"  - Debian/Ubuntu: sudo apt-get install {spec.apt_package}"] if spec.apt_package else []
+    apt = spec.apt_package
+    how = [f"  - Debian/Ubuntu: sudo apt-get install {apt}"] if apt else []
     how += [f"  - or put the four files ({', '.join(n for n, _ in spec.files.values())}) in a "
             "folder and set COURSE_DATA_DIR to it, or pass root=...",
             "  - or allow the download when online (download=True),",
@@ -471,8 +467,3 @@ def to_minus_one_one(x: Tensor) -> Tensor:
 def to_zero_one(x: Tensor) -> Tensor:
     """Map pixels from [-1, 1] back to [0, 1]."""
     return (x + 1.0) / 2.0
-
-
-def class_names(ds: Dataset, labels: Sequence[int] | Tensor) -> list[str]:
-    """Names for a sequence of integer labels."""
-    return [ds.classes[int(i)] for i in labels]

@@ -3,10 +3,16 @@ nearest-neighbour memorisation checks."""
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
+import scipy.linalg
 import torch
 from torch import Tensor
 
+from .utils import batched, evaluating
 
 # ============================================================ sample quality and diversity
 # Used by the DCGAN chapter (03) and the evaluation chapter (04). A small Fashion-MNIST
@@ -14,11 +20,6 @@ from torch import Tensor
 # predicted labels give a class histogram of generated samples (diversity), and its
 # penultimate-layer features give a Frechet distance (quality and diversity together).
 # These numbers are NOT comparable with published FID values, which use Inception features.
-
-import warnings  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import scipy.linalg  # noqa: E402
 
 
 @dataclass
@@ -91,19 +92,13 @@ def _check_zero_one_images(images: Tensor) -> None:
                          "generator output from [-1, 1] with course_utils.data.to_zero_one first.")
 
 
-@torch.no_grad()
 def _batched(model: torch.nn.Module, fn_name: str, images: Tensor, batch_size: int) -> Tensor:
+    """``model.<fn_name>`` over images in [0, 1], in eval mode, batched, float32 on the CPU."""
     _check_zero_one_images(images)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        fn = getattr(model, fn_name)
-        out = [fn(images[i:i + batch_size].to(device)).float().cpu()
-               for i in range(0, len(images), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(out)
+    fn = getattr(model, fn_name)
+    with evaluating(model):
+        return batched(lambda x: fn(x).float(), images, batch_size,
+                       device=next(model.parameters()).device)
 
 
 def classifier_features(model: torch.nn.Module, images: Tensor, batch_size: int = 1000
@@ -155,8 +150,8 @@ def frechet_distance_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.nda
     to the values compared. Round-off can still leave tiny imaginary parts on an otherwise real
     square root; we drop them, and raise if they are not tiny.
     """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    mu1, mu2 = (np.atleast_1d(np.asarray(m, np.float64)) for m in (mu1, mu2))
+    sigma1, sigma2 = (np.atleast_2d(np.asarray(s, np.float64)) for s in (sigma1, sigma2))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
         raise ValueError(f"shapes do not match: mu {mu1.shape} vs {mu2.shape}, "
                          f"sigma {sigma1.shape} vs {sigma2.shape}")
@@ -225,7 +220,8 @@ def score_samples(classifier: torch.nn.Module, generated: Tensor, real: Tensor,
     Pass ``real_features`` (from :func:`classifier_features`) to reuse them across calls.
     """
     gen_features = classifier_features(classifier, generated)
-    real_features = classifier_features(classifier, real) if real_features is None else real_features
+    if real_features is None:
+        real_features = classifier_features(classifier, real)
     labels = classifier_predictions(classifier, generated)
     return SampleScores(frechet_distance(gen_features, real_features),
                         class_histogram(labels, num_classes=num_classes), len(generated))
@@ -257,8 +253,8 @@ def nearest_neighbour_distances(queries: Tensor, reference: Tensor, batch_size: 
     if q.shape[1] != r.shape[1]:
         raise ValueError(f"queries have {q.shape[1]} values each but reference rows have "
                          f"{r.shape[1]}; compare images of the same size")
-    out = [torch.cdist(q[i:i + batch_size], r).min(dim=1).values for i in range(0, len(q), batch_size)]
-    return torch.cat(out).double().numpy()
+    return batched(lambda qb: torch.cdist(qb, r).min(dim=1).values, q, batch_size
+                   ).double().numpy()
 
 
 @dataclass
@@ -279,14 +275,32 @@ class MemorisationReport:
         return float(np.median(self.generated_to_train) / np.median(self.test_to_train))
 
     def __str__(self) -> str:
-        return (f"median nearest-train distance: generated {np.median(self.generated_to_train):.3f},"
-                f" test {np.median(self.test_to_train):.3f} (ratio {self.ratio:.2f})")
+        return ("median nearest-train distance: generated "
+                f"{np.median(self.generated_to_train):.3f}, test "
+                f"{np.median(self.test_to_train):.3f} (ratio {self.ratio:.2f})")
 
 
 def memorisation_check(generated: Tensor, train: Tensor, test: Tensor) -> MemorisationReport:
     """Compare how close generated and test images come to their nearest training image."""
     return MemorisationReport(nearest_neighbour_distances(generated, train),
                               nearest_neighbour_distances(test, train))
+
+
+def evaluate_generator(G: torch.nn.Module, classifier: torch.nn.Module, ds: Any,
+                       n: int = 10_000, seed: int = 123, real_features: np.ndarray | None = None,
+                       n_memorisation: int = 500) -> dict[str, Any]:
+    """Score a generator: Frechet distance to the first ``n`` test images of ``ds``, class
+    coverage, KL to uniform, and the memorisation ratio (nearest-train distances of
+    ``n_memorisation`` samples vs test images), rounded for a JSON record."""
+    from .models.dcgan import sample_images
+
+    fake = sample_images(G, n, seed=seed)
+    scores = score_samples(classifier, fake, ds.test_x[:n], real_features=real_features)
+    memo = memorisation_check(fake[:n_memorisation], ds.train_x, ds.test_x[:n_memorisation])
+    return {"frechet": round(scores.frechet, 3), "classes_covered": scores.histogram.covered,
+            "kl_to_uniform": round(scores.histogram.kl_to_uniform, 4),
+            "class_fractions": [round(float(f), 4) for f in scores.histogram.fractions],
+            "memorisation_ratio": round(memo.ratio, 3), "n_samples": n}
 
 
 # ============================================================ reconstruction (chapter 01)
@@ -364,18 +378,14 @@ def reconstruction_mse(model: torch.nn.Module, x: Tensor, batch_size: int = 1000
     if not isinstance(x, Tensor) or x.ndim < 2 or len(x) == 0:
         raise ValueError("x must be a non-empty image tensor of shape (N, 1, 28, 28)")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    was_training = model.training
-    model.eval()
-    try:
-        errors = []
-        for i in range(0, len(x), batch_size):
-            batch = x[i:i + batch_size].to(device)                    # (B, 1, 28, 28)
-            x_hat = model(batch)
-            if x_hat.shape != batch.shape:
-                raise ValueError(f"the model returned shape {tuple(x_hat.shape)} for input "
-                                 f"{tuple(batch.shape)}; a reconstruction must match its input")
-            errors.append((x_hat.float() - batch).pow(2).flatten(1).mean(1).cpu())  # (B,)
-    finally:
-        model.train(was_training)
-    per = torch.cat(errors)                                           # (N,)
+
+    def errors(batch: Tensor) -> Tensor:                              # (B, 1, 28, 28) -> (B,)
+        x_hat = model(batch)
+        if x_hat.shape != batch.shape:
+            raise ValueError(f"the model returned shape {tuple(x_hat.shape)} for input "
+                             f"{tuple(batch.shape)}; a reconstruction must match its input")
+        return (x_hat.float() - batch).pow(2).flatten(1).mean(1)
+
+    with evaluating(model):
+        per = batched(errors, x, batch_size, device=device)           # (N,)
     return per if per_image else float(per.double().mean())

@@ -13,8 +13,8 @@ backend), which is what the tests use.
 
 from __future__ import annotations
 
-import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from . import config
+from .utils import evaluating, tile_images
 
 __all__ = ["LatentExplorer", "show_latent_explorer", "latent_traversal", "widgets_available"]
 
@@ -42,21 +43,17 @@ def widgets_available() -> bool:
 
     False outside a Jupyter kernel, in smoke mode (automated notebook runs: nothing would see
     the widget), and when ``COURSE_WIDGETS=0``; ``COURSE_WIDGETS=1`` forces them on in a kernel.
+    The switch is read by :func:`course_utils.config.widgets_mode`, which raises on a value it
+    does not know.
     """
-    flag = os.environ.get("COURSE_WIDGETS", "").strip().lower()
-    if flag in {"0", "false", "no", "off"}:
+    mode = config.widgets_mode()
+    if mode == "off" or not _in_kernel():
         return False
-    if not _in_kernel():
-        return False
-    if flag in {"1", "true", "yes", "on"}:
-        return True
-    return not config.is_smoke()
+    return mode == "on" or not config.is_smoke()
 
 
 def _decode_image(model: nn.Module, z: Tensor, label: int | None) -> np.ndarray:
     """Decode one code (D,) to an (H, W) array of pixel probabilities."""
-    from .models.vae import evaluating
-
     with evaluating(model):
         zb = z.reshape(1, -1).to(_device(model))                          # (1, D)
         if getattr(model, "num_classes", 0):
@@ -215,8 +212,6 @@ def latent_traversal(model: nn.Module, z0: Tensor | None = None, dims: Sequence[
     codes = z0.detach().cpu().repeat(len(dims) * steps, 1)                     # (R*S, D)
     for r, d in enumerate(dims):
         codes[r * steps:(r + 1) * steps, d] = values
-    from .models.vae import evaluating
-
     with evaluating(model):
         codes = codes.to(_device(model))
         if getattr(model, "num_classes", 0):
@@ -226,8 +221,7 @@ def latent_traversal(model: nn.Module, z0: Tensor | None = None, dims: Sequence[
             logits = model.decode(codes)                                       # (R*S, 1, H, W)
     images = torch.sigmoid(logits)[:, 0].float().cpu().numpy()                 # (R*S, H, W)
     h, w = images.shape[1:]
-    canvas = images.reshape(len(dims), steps, h, w).transpose(0, 2, 1, 3).reshape(
-        len(dims) * h, steps * w)                                              # (R*H, S*W)
+    canvas = tile_images(images, steps)                                        # (R*H, S*W)
     fig, ax = plt.subplots(figsize=(steps * 0.8 + 0.6, len(dims) * 0.8 + 0.6))
     ax.imshow(canvas, cmap="gray", vmin=0.0, vmax=1.0)
     ax.set_xticks(np.arange(steps) * w + w / 2, [f"{v:+.1f}" for v in values.tolist()],

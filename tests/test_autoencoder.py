@@ -97,7 +97,7 @@ def test_model_overfits_a_tiny_batch() -> None:
     x = torch.rand(8, 1, 28, 1) * torch.rand(8, 1, 1, 28)   # 8 simple (rank-1) images
     for model in small_models(4):
         history = fit(model, autoencoder_loss, (x,), epochs=25, batch_size=8, lr=1e-2,
-                      progress=False, device="cpu")
+                      progress=False, device="cpu").history
         first, last = history["train_loss"][0], history["train_loss"][-1]
         assert last < 0.5 * first, (type(model).__name__, first, last)
 

@@ -49,7 +49,7 @@ def test_shared_fit_loop_learns_a_toy_task():
     torch.manual_seed(0)
     model = FashionClassifier(width=4, feature_dim=16, num_classes=2)
     hist = fit(model, classification_loss, (x, y), epochs=4, batch_size=16, lr=1e-2,
-               progress=False, device="cpu")
+               progress=False, device="cpu").history
     assert hist[-1]["train_accuracy"] > 0.9
 
 

@@ -14,9 +14,15 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import data
-from course_utils.data import (CorruptDataError, DataNotFoundError, DatasetSpec, iterate_batches,
-                               load_dataset, read_idx)
+from course_utils import config, data
+from course_utils.data import (
+    CorruptDataError,
+    DataNotFoundError,
+    DatasetSpec,
+    iterate_batches,
+    load_dataset,
+    read_idx,
+)
 
 ROLES = {"train_images": "train-images-idx3-ubyte.gz", "train_labels": "train-labels-idx1-ubyte.gz",
          "test_images": "t10k-images-idx3-ubyte.gz", "test_labels": "t10k-labels-idx1-ubyte.gz"}
@@ -193,11 +199,16 @@ def test_fallback_only_when_allowed(tmp_path):
 
 def test_smoke_mode_takes_a_subset(tmp_path, monkeypatch):
     files = write_dataset(tmp_path / "d", n_train=30, n_test=9)
-    monkeypatch.setattr(data, "SMOKE_TRAIN", 10)
-    monkeypatch.setattr(data, "SMOKE_TEST", 4)
+    monkeypatch.setattr(config, "SMOKE_TRAIN", 10)          # the sizes live in config
+    monkeypatch.setattr(config, "SMOKE_TEST", 4)
     monkeypatch.setenv("COURSE_SMOKE", "1")
     ds = load_dataset(root=tmp_path / "d", spec=make_spec(files))
     assert (len(ds.train_x), len(ds.test_x)) == (10, 4)
+    full = load_dataset(root=tmp_path / "d", spec=make_spec(files), max_train=20)
+    assert (len(full.train_x), len(full.test_x)) == (20, 4)   # an explicit size wins
+    monkeypatch.setenv("COURSE_SMOKE", "0")
+    ds = load_dataset(root=tmp_path / "d", spec=make_spec(files))
+    assert (len(ds.train_x), len(ds.test_x)) == (30, 9)
 
 
 def test_unknown_dataset_name():

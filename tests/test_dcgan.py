@@ -13,7 +13,7 @@ from course_utils.checks import get_exercise, run_checkers
 from course_utils.checks.ch03_dcgan import DebugGenerator, debug_train_step
 from course_utils.losses import discriminator_loss, generator_loss
 from course_utils.models.dcgan import Discriminator, Generator, sample_noise
-from course_utils.training import fit_gan, gan_train_step
+from course_utils.training import SnapshotConfig, fit_gan, gan_train_step
 
 
 @pytest.fixture(autouse=True)
@@ -180,9 +180,9 @@ def _images(n: int = 48, seed: int = 0) -> torch.Tensor:
 
 def test_fit_gan_runs_a_few_steps_and_records_diagnostics(tmp_path):
     G, D = tiny_pair()
-    result = fit_gan(G, D, _images(), epochs=2, batch_size=16, log_every=2, n_fixed=8,
-                     snapshot_every=3, snapshot_dir=tmp_path / "grids", progress=False,
-                     device="cpu")
+    result = fit_gan(G, D, _images(), epochs=2, batch_size=16, log_every=2,
+                     snapshot=SnapshotConfig(n_fixed=8, every=3, dir=tmp_path / "grids"),
+                     progress=False, device="cpu")
     assert result.steps == 6 and result.stopped_by == "epochs"
     h = result.history.to_dict()
     assert {"step", "epoch", "d_loss", "g_loss", "d_real", "d_fake"} <= set(h)
@@ -221,7 +221,7 @@ def test_fit_gan_time_budget_and_custom_step():
     r = fit_gan(G, D, _images(), time_budget=0.0, batch_size=16, real_label=0.9,
                 g_loss="minimax", step_fn=step, progress=False, device="cpu")
     assert r.stopped_by == "time" and r.steps == 1
-    assert calls == [{"real_label": 0.9, "g_loss": "minimax"}]
+    assert calls == [{"real_label": 0.9, "g_loss_kind": "minimax"}]
     assert len(r.history) == 1                   # the partial interval is still recorded
 
 
@@ -256,7 +256,7 @@ def stub_g_loss(fake_logits, kind="non_saturating"):
     raise NotImplementedError("gan_g_loss")
 
 
-def stub_step(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss="non_saturating"):
+def stub_step(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss_kind="non_saturating"):
     raise NotImplementedError("gan_train_step")
 
 
@@ -313,7 +313,7 @@ def test_g_loss_check_catches_bugs(buggy):
 bce = F.binary_cross_entropy_with_logits
 
 
-def step_raw_noise(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss="non_saturating"):
+def step_raw_noise(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss_kind="non_saturating"):
     fake = G(z)
     d_loss = bce(D(real), torch.ones(len(real))) + \
         bce(D(torch.rand_like(real) * 2 - 1), torch.zeros(len(z)))              # raw noise
@@ -327,7 +327,7 @@ def step_raw_noise(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss="non_satu
     return {"d_loss": d_loss, "g_loss": loss}
 
 
-def step_fake_label(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss="non_saturating"):
+def step_fake_label(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss_kind="non_saturating"):
     fake = G(z)
     d_loss = bce(D(real), torch.ones(len(real))) + bce(D(fake.detach()), torch.zeros(len(z)))
     opt_d.zero_grad()
@@ -340,7 +340,7 @@ def step_fake_label(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss="non_sat
     return {"d_loss": d_loss, "g_loss": loss}
 
 
-def step_no_detach(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss="non_saturating"):
+def step_no_detach(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss_kind="non_saturating"):
     opt_d.zero_grad()
     opt_g.zero_grad()                      # zeroed once at the top: D's loss leaks into G
     fake = G(z)
@@ -353,7 +353,7 @@ def step_no_detach(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss="non_satu
     return {"d_loss": d_loss, "g_loss": loss}
 
 
-def step_wrong_optimizer(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss="non_saturating"):
+def step_wrong_optimizer(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss_kind="non_saturating"):
     fake = G(z)
     d_loss = bce(D(real), torch.ones(len(real))) + bce(D(fake.detach()), torch.zeros(len(z)))
     opt_d.zero_grad()
@@ -366,7 +366,7 @@ def step_wrong_optimizer(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss="no
     return {"d_loss": d_loss, "g_loss": loss}
 
 
-def step_g_first(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss="non_saturating"):
+def step_g_first(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss_kind="non_saturating"):
     fake = G(z)
     loss = bce(D(fake), torch.ones(len(z)))
     opt_g.zero_grad()
@@ -379,7 +379,7 @@ def step_g_first(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss="non_satura
     return {"d_loss": d_loss, "g_loss": loss}
 
 
-def step_ignores_options(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss="non_saturating"):
+def step_ignores_options(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss_kind="non_saturating"):
     return gan_train_step(G, D, opt_g, opt_d, real, z)
 
 

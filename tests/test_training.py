@@ -12,8 +12,15 @@ from torch import Tensor, nn
 
 from course_utils import training
 from course_utils.models.autoencoder import MLPAutoencoder, autoencoder_loss, denoising_loss
-from course_utils.training import (History, MetricAccumulator, evaluate, fit, load_checkpoint,
-                                   lr_factor, save_checkpoint)
+from course_utils.training import (
+    History,
+    MetricAccumulator,
+    evaluate,
+    fit,
+    load_checkpoint,
+    lr_factor,
+    save_checkpoint,
+)
 
 
 class Regressor(nn.Module):
@@ -61,7 +68,7 @@ def without_timing(history: History) -> list[dict[str, float]]:
 def test_history_has_one_record_per_epoch_with_throughput() -> None:
     x, y = regression_data()
     history = fit(make_model(), regression_loss, (x, y), test_tensors=(x[:20], y[:20]),
-                  epochs=3, batch_size=16, progress=False)
+                  epochs=3, batch_size=16, progress=False).history
     assert len(history) == 3 and history["epoch"] == [1, 2, 3]
     assert history["step"] == [4, 8, 12]                     # ceil(50 / 16) = 4 steps/epoch
     for record in history:
@@ -75,7 +82,8 @@ def test_history_has_one_record_per_epoch_with_throughput() -> None:
 
 def test_extra_metrics_are_averaged_over_examples_not_batches() -> None:
     x, y = regression_data(50)                               # batches of 16, 16, 16, 2
-    history = fit(make_model(), regression_loss, (x, y), epochs=1, batch_size=16, progress=False)
+    history = fit(make_model(), regression_loss, (x, y), epochs=1, batch_size=16,
+                  progress=False).history
     assert history[0]["train_x_mean"] == pytest.approx(float(x.mean()), abs=1e-6)
     assert history[0]["train_ones"] == pytest.approx(1.0)
 
@@ -83,7 +91,7 @@ def test_extra_metrics_are_averaged_over_examples_not_batches() -> None:
 def test_training_reduces_the_loss_and_restores_nothing_it_should_not() -> None:
     x, y = regression_data(64)
     history = fit(make_model(), regression_loss, (x, y), epochs=30, batch_size=16, lr=1e-2,
-                  progress=False)
+                  progress=False).history
     assert history["train_loss"][-1] < 0.2 * history["train_loss"][0]
 
 
@@ -101,7 +109,7 @@ def test_same_seed_same_run_and_different_seed_different_run() -> None:
 def test_time_budget_stops_the_loop_inside_an_epoch() -> None:
     x, y = regression_data(64)
     history = fit(make_model(), regression_loss, (x, y), time_budget=0.0, batch_size=8,
-                  progress=False)                            # at least one step, then stop
+                  progress=False).history                            # at least one step, then stop
     assert len(history) == 1
     assert history[0]["step"] == 1
     assert history[0]["epoch"] == pytest.approx(1 / 8)      # a fractional, partial epoch
@@ -124,7 +132,7 @@ def test_lr_schedules() -> None:
         lr_factor("linear", 0.3)
     x, y = regression_data(32)
     history = fit(make_model(), regression_loss, (x, y), epochs=4, batch_size=8, lr=0.1,
-                  lr_schedule="cosine", progress=False)
+                  lr_schedule="cosine", progress=False).history
     lrs = history["lr"]
     assert lrs[0] < 0.1 and all(a > b for a, b in zip(lrs, lrs[1:]))
 
@@ -191,14 +199,14 @@ def test_resume_after_every_step_matches_the_uninterrupted_run(tmp_path: Path) -
     x, y = regression_data(40)
     kwargs = dict(epochs=3, batch_size=16, lr=1e-2, progress=False)
     reference = make_model()
-    ref_history = fit(reference, regression_loss, (x, y), test_tensors=(x, y), **kwargs)
+    ref_history = fit(reference, regression_loss, (x, y), test_tensors=(x, y), **kwargs).history
 
     ckpt = tmp_path / "run.pt"
     model = make_model()
     calls = 0
     while True:
         history = fit(model, regression_loss, (x, y), test_tensors=(x, y), time_budget=0.0,
-                      checkpoint_path=ckpt, resume=True, **kwargs)
+                      checkpoint_path=ckpt, resume=True, **kwargs).history
         calls += 1
         if len(history) and history[-1]["epoch"] == 3:
             break
@@ -221,18 +229,18 @@ def test_resume_from_an_epoch_checkpoint_with_a_random_loss(tmp_path: Path) -> N
         return MLPAutoencoder(2, hidden=(16, 8))
 
     reference = model()
-    ref_history = fit(reference, loss, (x,), epochs=3, **kwargs)
+    ref_history = fit(reference, loss, (x,), epochs=3, **kwargs).history
     first = model()
     fit(first, loss, (x,), epochs=1, checkpoint_path=tmp_path / "ae.pt", **kwargs)
     torch.manual_seed(999)                     # disturb the global stream in between
     resumed = model()
     history = fit(resumed, loss, (x,), epochs=3, checkpoint_path=tmp_path / "ae.pt",
-                  resume=True, **kwargs)
+                  resume=True, **kwargs).history
     assert all(torch.equal(a, b) for a, b in zip(params(reference), params(resumed)))
     assert without_timing(history) == without_timing(ref_history)
     # resuming a finished run does nothing and returns its history
     again = fit(model(), loss, (x,), epochs=3, checkpoint_path=tmp_path / "ae.pt",
-                resume=True, **kwargs)
+                resume=True, **kwargs).history
     assert without_timing(again) == without_timing(ref_history)
 
 
@@ -243,7 +251,8 @@ def test_resume_after_a_crash_matches_the_uninterrupted_run(tmp_path: Path) -> N
     kwargs = dict(epochs=4, batch_size=16, lr=1e-2, lr_schedule="onecycle", progress=False,
                   checkpoint_path=tmp_path / "crash.pt")
     reference = make_model()
-    ref_history = fit(reference, regression_loss, (x, y), **{**kwargs, "checkpoint_path": None})
+    ref_history = fit(reference, regression_loss, (x, y),
+                      **{**kwargs, "checkpoint_path": None}).history
 
     calls = 0
 
@@ -258,7 +267,7 @@ def test_resume_after_a_crash_matches_the_uninterrupted_run(tmp_path: Path) -> N
         fit(make_model(), crashing_loss, (x, y), **kwargs)
     assert load_checkpoint(tmp_path / "crash.pt")["epoch"] == 2
     resumed = make_model(seed=7)
-    history = fit(resumed, regression_loss, (x, y), resume=True, **kwargs)
+    history = fit(resumed, regression_loss, (x, y), resume=True, **kwargs).history
     assert all(torch.equal(a, b) for a, b in zip(params(reference), params(resumed)))
     assert without_timing(history) == without_timing(ref_history)
 
@@ -266,7 +275,7 @@ def test_resume_after_a_crash_matches_the_uninterrupted_run(tmp_path: Path) -> N
 def test_a_time_budget_also_drives_the_schedule() -> None:
     x, y = regression_data(32)
     history = fit(make_model(), regression_loss, (x, y), epochs=1000, time_budget=0.0,
-                  batch_size=8, lr=0.1, lr_schedule="cosine", progress=False)
+                  batch_size=8, lr=0.1, lr_schedule="cosine", progress=False).history
     assert history[-1]["lr"] == pytest.approx(0.0)       # the clock ran out first: fully decayed
 
 
@@ -290,7 +299,7 @@ def test_checkpoint_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         f.write(b"partial garbage")
         raise OSError("disk full")
 
-    monkeypatch.setattr(training.torch, "save", broken_save)
+    monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, {"value": torch.tensor([2.0]), "note": "second"})
     monkeypatch.undo()
@@ -316,6 +325,80 @@ def test_time_budget_follows_the_given_clock():
         return ((m(batch[0]) - batch[0]) ** 2).mean()
 
     history = fit(model, loss_fn, (torch.randn(640, 4),), time_budget=5.0, batch_size=8,
-                  progress=False, clock=lambda: float(next(ticks)))
+                  progress=False, clock=lambda: float(next(ticks))).history
     assert history.last["step"] < 80                   # stopped by the fake clock, mid-epoch
     assert history.last["epoch"] < 1
+
+
+# ----------------------------------------------------------------------------- result, limits
+
+def test_fit_returns_a_train_result_and_stops_at_max_steps() -> None:
+    x, y = regression_data(40)
+    done = fit(make_model(), regression_loss, (x, y), epochs=2, batch_size=16, progress=False)
+    assert isinstance(done, training.TrainResult)
+    assert (done.steps, done.stopped_by, len(done.history)) == (6, "epochs", 2)
+    assert done.seconds == pytest.approx(done.history.last["elapsed"])
+    cut = fit(make_model(), regression_loss, (x, y), max_steps=4, batch_size=16, progress=False)
+    assert (cut.steps, cut.stopped_by) == (4, "max_steps")
+    assert cut.history.last["epoch"] == pytest.approx(1 + 1 / 3)     # stopped inside epoch 2
+    # the same first four steps as the longer run: max_steps does not change the numbers
+    assert cut.history[0] | {k: 0 for k in TIMING} == done.history[0] | {k: 0 for k in TIMING}
+
+
+def test_step_checkpoints_resume_exactly_after_a_crash(tmp_path: Path) -> None:
+    """checkpoint_every counts steps: a run that dies mid-epoch resumes from the last
+    multiple of checkpoint_every and ends as if nothing had happened."""
+    x, y = regression_data(40)
+    kwargs = dict(epochs=3, batch_size=8, lr=1e-2, progress=False)   # 5 steps per epoch
+    reference = make_model()
+    ref = fit(reference, regression_loss, (x, y), **kwargs)
+    calls = 0
+
+    def crashing_loss(model: nn.Module, batch: tuple[Tensor, ...]) -> dict[str, Tensor]:
+        nonlocal calls
+        calls += 1
+        if calls == 10:                                       # step 10, inside epoch 2
+            raise RuntimeError("power cut")
+        return regression_loss(model, batch)
+
+    ckpt = tmp_path / "steps.pt"
+    with pytest.raises(RuntimeError, match="power cut"):
+        fit(make_model(), crashing_loss, (x, y), checkpoint_path=ckpt, checkpoint_every=3,
+            **kwargs)
+    state = load_checkpoint(ckpt)
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (9, 1, 4)
+    resumed = make_model(seed=7)
+    result = fit(resumed, regression_loss, (x, y), checkpoint_path=ckpt, checkpoint_every=3,
+                 resume=True, **kwargs)
+    assert result.steps == 15 and result.stopped_by == "epochs"
+    assert all(torch.equal(a, b) for a, b in zip(params(reference), params(resumed)))
+    assert without_timing(result.history) == without_timing(ref.history)
+
+
+def test_each_loop_refuses_the_other_loops_checkpoint(tmp_path: Path) -> None:
+    from course_utils.models.dcgan import Discriminator, Generator
+
+    x, y = regression_data()
+    fit(make_model(), regression_loss, (x, y), epochs=1, checkpoint_path=tmp_path / "fit.pt",
+        progress=False)
+    images = torch.rand(16, 1, 28, 28)
+    G, D = Generator(latent_dim=4, width=2), Discriminator(width=2)
+    with pytest.raises(ValueError, match="not written by fit_gan"):
+        training.fit_gan(G, D, images, max_steps=1, batch_size=8, progress=False, device="cpu",
+                         checkpoint_path=tmp_path / "fit.pt", resume=True)
+    training.fit_gan(G, D, images, max_steps=1, batch_size=8, progress=False, device="cpu",
+                     checkpoint_path=tmp_path / "gan.pt")
+    with pytest.raises(ValueError, match="not written by fit"):
+        fit(make_model(), regression_loss, (x, y), epochs=2, progress=False,
+            checkpoint_path=tmp_path / "gan.pt", resume=True)
+
+
+def test_fit_gan_time_budget_follows_the_given_clock() -> None:
+    from course_utils.models.dcgan import Discriminator, Generator
+
+    ticks = iter(range(10**6))
+    G, D = Generator(latent_dim=4, width=2), Discriminator(width=2)
+    result = training.fit_gan(G, D, torch.rand(64, 1, 28, 28), time_budget=30.0, batch_size=4,
+                              progress=False, device="cpu", clock=lambda: float(next(ticks)))
+    assert result.stopped_by == "time" and result.steps < 16         # inside the first epoch
+    assert isinstance(result, training.TrainResult) and result.snapshots

@@ -129,7 +129,7 @@ def test_vae_loss_fn_trains_a_tiny_model_with_fit():
     model = tiny()
     x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(2)).round()
     history = fit(model, losses.vae_loss_fn(1.0), (x,), epochs=3, batch_size=32, lr=3e-3,
-                  progress=False, device="cpu")
+                  progress=False, device="cpu").history
     first, last = history[0]["train_loss"], history[-1]["train_loss"]
     assert {"train_loss", "train_recon", "train_kl"} <= set(history.keys())
     assert last < first
@@ -352,24 +352,25 @@ def test_vae_plots_build_headless():
 # ----------------------------------------------------------------------------- pretrained
 
 def test_train_script_trains_saves_and_reloads(tmp_path):
-    from course_utils import training
     from course_utils.data import Dataset
     from course_utils.pretrained import train_vae
+    from course_utils.training import TrainResult
 
     g = torch.Generator().manual_seed(0)
     ds = Dataset("toy", "test", tuple("0123456789"), torch.rand(64, 1, 28, 28, generator=g),
                  torch.randint(0, 10, (64,), generator=g), torch.rand(32, 1, 28, 28, generator=g),
                  torch.randint(0, 10, (32,), generator=g))
-    clock = training.time
-    model, figures = train_vae.train_course_vae(
-        ds, seconds=0.2, clock="cpu", threads=None, progress=False,
-        model_kwargs={"latent_dim": 3, "width": 4, "hidden": 0})
-    assert training.time is clock                       # the CPU clock is put back
+    kwargs = {"latent_dim": 3, "width": 4, "hidden": 0}
+    model = train_vae.build_vae(kwargs, seed=0)
+    result = train_vae.train_course_vae(model, ds, time_budget=0.2, clock="cpu", threads=None,
+                                        progress=False)
+    assert isinstance(result, TrainResult) and result.stopped_by == "time"
+    figures = result.metrics
     assert figures["epochs"] > 0 and math.isfinite(figures["test_loss"])
     assert figures["test_loss"] == pytest.approx(figures["test_recon"] + figures["test_kl"],
                                                  rel=1e-4)
-    meta = train_vae.write_checkpoint(model, figures, ds, seed=0, clock="cpu",
-                                      budget_seconds=0.2, out_dir=tmp_path)
+    meta = train_vae.write_checkpoint(model, result, ds, model_kwargs=kwargs, seed=0,
+                                      clock="cpu", time_budget=0.2, out_dir=tmp_path)
     assert (tmp_path / "vae_fashion.pt").is_file() and len(meta["data_sha256"]) == 64
     assert meta["test_bce_plus_kl"] == pytest.approx(figures["test_loss"], abs=0.5)  # float16
     reloaded = ConvVAE(**meta["kwargs"])

@@ -76,12 +76,26 @@ def test_fallback_is_a_static_traversal_outside_a_kernel(vae, monkeypatch):
     assert isinstance(forced, widgets.LatentExplorer)
 
 
-def test_course_widgets_zero_turns_widgets_off(monkeypatch):
-    monkeypatch.setenv("COURSE_WIDGETS", "0")
+@pytest.mark.parametrize("switch,smoke,in_kernel,expected", [
+    ("0", "0", True, False),          # off wins, even in a kernel
+    ("1", "1", True, True),           # on wins over smoke mode in a kernel ...
+    ("1", "0", False, False),         # ... but nothing can show a widget outside one
+    ("auto", "0", True, True),        # auto: shown in a kernel in full mode,
+    ("", "1", True, False),           # hidden in smoke mode (automated runs)
+    ("auto", "0", False, False),
+])
+def test_course_widgets_switch(monkeypatch, switch, smoke, in_kernel, expected):
+    monkeypatch.setenv("COURSE_WIDGETS", switch)
+    monkeypatch.setenv("COURSE_SMOKE", smoke)
+    monkeypatch.setattr(widgets, "_in_kernel", lambda: in_kernel)
+    assert widgets.widgets_available() is expected
+
+
+def test_unknown_course_widgets_value_is_an_error_not_automatic(monkeypatch):
+    monkeypatch.setenv("COURSE_WIDGETS", "yes please")
     monkeypatch.setattr(widgets, "_in_kernel", lambda: True)
-    assert widgets.widgets_available() is False
-    monkeypatch.setenv("COURSE_WIDGETS", "1")
-    assert widgets.widgets_available() is True
+    with pytest.raises(ValueError, match="COURSE_WIDGETS='yes please'.*auto"):
+        widgets.widgets_available()
 
 
 def test_explorer_rejects_a_model_without_a_latent_size():

@@ -268,12 +268,12 @@ def _check_g_loss(fn: Callable[..., Tensor]) -> None:
 def _check_train_step(fn: Callable[..., Any]) -> None:
     params = inspect.signature(fn).parameters
     takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    expect(takes_kwargs or ("real_label" in params and "g_loss" in params),
+    expect(takes_kwargs or ("real_label" in params and "g_loss_kind" in params),
            "keep the signature train_step(G, D, opt_g, opt_d, real, z, real_label=1.0, "
            "g_loss='non_saturating')")
     _check_step(fn)
     _check_step(fn, real_label=0.9)
-    _check_step(fn, g_loss="minimax")
+    _check_step(fn, g_loss_kind="minimax")
     out = _check_out_keys(fn)
     expect({"d_real", "d_fake"} <= set(out), "also return 'd_real' (mean D(x)) and 'd_fake' "
                                              "(mean D(G(z))) as probabilities")

@@ -28,17 +28,18 @@ them, so their details stay out of the learner's view.
 from __future__ import annotations
 
 import importlib
-import os
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .. import config
+
 Checker = Callable[[Any], None]
 
-# Chapter modules that register exercises; imported on first use of the registry.
-CHAPTER_MODULES = ("ch00_introduction", "ch01_autoencoder", "ch02_vae", "ch03_dcgan",
-                   "ch04_evaluation")
+# Chapter modules that register exercises; imported on first use of the registry. Each must
+# import: registry() raises, naming the module, when one does not.
+CHAPTER_MODULES = ("ch00_introduction", "ch01_autoencoder", "ch02_vae", "ch03_dcgan")
 
 
 class CheckFailure(AssertionError):
@@ -108,15 +109,25 @@ def hidden_check(exercise_id: str) -> Callable[[Checker], Checker]:
 
 
 def registry() -> dict[str, Exercise]:
-    """All registered exercises, importing the chapter modules on first call."""
+    """All registered exercises, importing the chapter modules on first call.
+
+    Raises:
+        ImportError: naming the chapter module, when one in :data:`CHAPTER_MODULES` is missing
+            or fails to import (its own error is chained). Nothing is skipped silently: a
+            missing module would otherwise make its exercises look unknown.
+    """
     global _loaded
     if not _loaded:
         for module in CHAPTER_MODULES:
+            name = f"{__package__}.{module}"
             try:
-                importlib.import_module(f"{__package__}.{module}")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"{__package__}.{module}":
-                    raise
+                importlib.import_module(name)
+            except Exception as exc:
+                raise ImportError(
+                    f"the exercise checks of chapter module {name} could not be imported "
+                    f"({type(exc).__name__}: {exc}). Fix that module, or remove {module!r} "
+                    "from CHAPTER_MODULES in course_utils/checks/core.py if the chapter has "
+                    "no checks.") from exc
         _loaded = True
     return _REGISTRY
 
@@ -174,7 +185,7 @@ def check(exercise_id: str, obj: Any, *, quiet: bool = False) -> Any:
         print(f"{symbol} {result.message}")
         if result.status in {"failed", "error"}:
             print("  The notebook continues with the reference implementation.")
-    expected = os.environ.get("COURSE_EXPECT", "").strip().lower()
+    expected = config.expected_verdict()
     if expected == "solved" and result.status != "passed":
         raise ExpectationError(f"COURSE_EXPECT=solved but {result.message}")
     if expected == "unsolved" and result.status != "not done":

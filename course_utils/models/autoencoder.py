@@ -17,10 +17,12 @@ the batch), :func:`autoencoder_loss` and :func:`denoising_loss`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+
+from ..utils import batched, evaluating
 
 __all__ = ["IMAGE_SHAPE", "Autoencoder", "MLPAutoencoder", "ConvAutoencoder",
            "mlp_encoder_decoder", "conv_encoder_decoder", "check_images",
@@ -200,20 +202,12 @@ class ConvAutoencoder(Autoencoder):
 
 # ----------------------------------------------------------------------------- inference
 
-@torch.no_grad()
 def _batched_eval(model: nn.Module, method: str, inputs: Tensor, batch_size: int) -> Tensor:
     """Apply ``model.<method>`` in eval mode and without gradients, batch by batch, on the
     model's device; return the results on the CPU. The model's train/eval mode is restored."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    fn = getattr(model, method)
-    was_training = model.training
-    model.eval()
-    try:
-        parts = [fn(inputs[i:i + batch_size].to(device)).cpu()
-                 for i in range(0, len(inputs), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(parts)
+    with evaluating(model):
+        return batched(getattr(model, method), inputs, batch_size, device=device)
 
 
 def encode_images(model: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:

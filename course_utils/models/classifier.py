@@ -47,8 +47,10 @@ class FashionClassifier(nn.Module):
             *_conv(2 * w, 4 * w), nn.MaxPool2d(2),                  # (B, 4w, 3, 3)
             nn.Flatten(),                                           # (B, 36w)
         )
-        self.penultimate = nn.Sequential(nn.Linear(36 * w, feature_dim), nn.ReLU(inplace=True))  # (B, F)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, num_classes))  # (B, K)
+        self.penultimate = nn.Sequential(nn.Linear(36 * w, feature_dim),
+                                         nn.ReLU(inplace=True))                 # (B, F)
+        self.head = nn.Sequential(nn.Dropout(dropout),
+                                  nn.Linear(feature_dim, num_classes))         # (B, K)
 
     def _check(self, x: Tensor) -> None:
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):

@@ -29,7 +29,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-__all__ = ["Generator", "Discriminator", "dcgan_init", "sample_noise", "count_parameters"]
+from ..data import to_zero_one
+from ..utils import batched, evaluating
+
+__all__ = ["Generator", "Discriminator", "dcgan_init", "sample_noise", "sample_images",
+           "count_parameters"]
 
 IMAGE_SHAPE = (1, 28, 28)
 
@@ -141,6 +145,17 @@ def sample_noise(n: int, latent_dim: int, generator: torch.Generator | None = No
     """Draw ``n`` noise vectors z ~ N(0, I), shape (n, latent_dim)."""
     z = torch.randn(n, latent_dim, generator=generator)
     return z if device is None else z.to(device)
+
+
+def sample_images(G: nn.Module, n: int, seed: int = 123, batch_size: int = 1000) -> Tensor:
+    """``n`` images G(z) in [0, 1], shape (n, 1, 28, 28), on the CPU: eval mode (batch norm's
+    running statistics), seeded noise, ``batch_size`` images per forward pass."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.cat([torch.randn(min(batch_size, n - i), G.latent_dim, generator=gen)
+                   for i in range(0, n, batch_size)])                           # (n, latent_dim)
+    with evaluating(G):
+        return batched(lambda zb: to_zero_one(G(zb)), z, batch_size,
+                       device=next(G.parameters()).device)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -23,35 +23,19 @@ a deterministic reconstruction (z = mu).
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..losses import reparameterize
+from ..utils import batched, evaluating  # evaluating is re-exported (see __all__)
 
 IMAGE_SHAPE = (1, 28, 28)
 
 __all__ = ["ConvVAE", "ConditionalVAE", "IMAGE_SHAPE", "evaluating", "encode_mean",
            "latent_interpolation", "active_units", "samples_per_class"]
-
-
-@contextlib.contextmanager
-def evaluating(model: nn.Module) -> Iterator[None]:
-    """Run a block in eval mode without gradients, then restore the model's mode.
-
-    Sampling and reconstructing must use batch-norm's running statistics (eval mode), never
-    the statistics of the batch being generated, and must not update them.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def _check_images(x: Tensor, where: str) -> None:
@@ -254,22 +238,14 @@ class ConditionalVAE(ConvVAE):
 
 # ------------------------------------------------------------------------------ helpers
 
-def _batched(fn: Any, tensors: tuple[Tensor | None, ...], batch_size: int) -> list[Tensor]:
-    n = tensors[0].shape[0]  # type: ignore[union-attr]
-    return [fn(*(t[i:i + batch_size] if t is not None else None for t in tensors))
-            for i in range(0, n, batch_size)]
-
-
 @torch.no_grad()
 def encode_mean(model: ConvVAE, x: Tensor, y: Tensor | None = None,
                 batch_size: int = 1000) -> Tensor:
     """The posterior means mu(x) of many images, batched, on the CPU: (N, latent_dim)."""
     _check_images(x, "encode_mean")
-    dev = model.device
     with evaluating(model):
-        parts = _batched(lambda xb, yb: model.encode(
-            xb.to(dev), None if yb is None else yb.to(dev))[0].cpu(), (x, y), batch_size)
-    return torch.cat(parts)                                         # (N, D)
+        return batched(lambda xb, yb: model.encode(xb, yb)[0], (x, y), batch_size,
+                       device=model.device)                         # (N, D)
 
 
 @torch.no_grad()

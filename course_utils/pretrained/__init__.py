@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from ..utils import float_state_dict
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -55,7 +57,7 @@ def load_dcgan_generator() -> torch.nn.Module:
 
     state, meta = _read("dcgan_generator")
     model = Generator(**meta["kwargs"])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.load_state_dict(float_state_dict(state))
     return model.eval()
 
 
@@ -70,7 +72,7 @@ def load_dcgan_discriminator() -> torch.nn.Module:
                                 "python -m course_utils.pretrained.train_dcgan")
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = Discriminator(**meta["discriminator_kwargs"])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.load_state_dict(float_state_dict(state))
     return model.eval()
 
 
@@ -98,5 +100,6 @@ def load_vae() -> torch.nn.Module:
 
     state, meta = _read("vae_fashion")
     model = ConvVAE(**meta["kwargs"])
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model.load_state_dict(float_state_dict(state))
     return model.eval()
+

@@ -31,7 +31,8 @@ from torch import Tensor, nn
 from .. import config
 from ..data import Dataset, load_dataset
 from ..models.classifier import FashionClassifier
-from ..training import evaluate, fit
+from ..training import TrainResult, evaluate, fit
+from ..utils import atomic_write
 
 HERE = Path(__file__).resolve().parent
 
@@ -61,19 +62,20 @@ def classification_loss(model: nn.Module, batch: tuple[Tensor, ...],
 def train(epochs: int = 5, lr: float = 3e-3, batch_size: int = 128, seed: int = 0,
           width: int = 16, feature_dim: int = 128, out_dir: Path = HERE,
           flip: bool = False, progress: bool = True,
-          checkpoint: Path | None = None) -> dict:
-    """Train, save ``classifier.pt`` and ``classifier.json`` in ``out_dir``, return the metadata."""
+          checkpoint: Path | None = None) -> TrainResult:
+    """Train, save ``classifier.pt`` and ``classifier.json`` in ``out_dir``; the result's
+    ``metrics`` hold the metadata written to the JSON."""
     ds = load_dataset("fashion-mnist")
     if ds.is_fallback:
         raise RuntimeError("the shipped classifier must be trained on Fashion-MNIST")
     config.seed_everything(seed)
     model = FashionClassifier(width=width, feature_dim=feature_dim)
     start = time.perf_counter()
-    history = fit(model, functools.partial(classification_loss, flip=flip), (ds.train_x, ds.train_y),
-                  test_tensors=(ds.test_x, ds.test_y), epochs=epochs, lr=lr,
-                  lr_schedule="onecycle", batch_size=batch_size, device="cpu", seed=seed,
-                  progress=progress, desc="classifier", checkpoint_path=checkpoint,
-                  resume=checkpoint is not None)
+    result = fit(model, functools.partial(classification_loss, flip=flip),
+                 (ds.train_x, ds.train_y), test_tensors=(ds.test_x, ds.test_y), epochs=epochs,
+                 lr=lr, lr_schedule="onecycle", batch_size=batch_size, device="cpu", seed=seed,
+                 progress=progress, desc="classifier", checkpoint_path=checkpoint,
+                 resume=checkpoint is not None)
     seconds = time.perf_counter() - start
     model.eval()
     test = evaluate(model, classification_loss, (ds.test_x, ds.test_y))
@@ -82,8 +84,7 @@ def train(epochs: int = 5, lr: float = 3e-3, batch_size: int = 128, seed: int = 
     floor = real_floor(model, ds.train_x, ds.test_x, n=10_000, seed=seed)
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out_dir / "classifier.pt")
+    atomic_write(out_dir / "classifier.pt", lambda f: torch.save(model.state_dict(), f))
     meta = {
         "model": "course_utils.models.classifier.FashionClassifier",
         "kwargs": {"width": width, "feature_dim": feature_dim, "num_classes": 10},
@@ -95,12 +96,14 @@ def train(epochs: int = 5, lr: float = 3e-3, batch_size: int = 128, seed: int = 
         "seed": seed, "epochs": epochs, "lr": lr, "lr_schedule": "onecycle",
         "batch_size": batch_size, "augmentation": "random horizontal flip" if flip else "none",
         "train_seconds": round(seconds, 1),
-        "history": [{k: round(v, 4) for k, v in r.items()} for r in history],
+        "history": [{k: round(v, 4) for k, v in r.items()} for r in result.history],
         "torch": torch.__version__, "python": platform.python_version(),
         "command": "python -m course_utils.pretrained.train_classifier",
     }
-    (out_dir / "classifier.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return meta
+    atomic_write(out_dir / "classifier.json",
+                 lambda f: f.write((json.dumps(meta, indent=2) + "\n").encode()))
+    result.metrics.update(meta)
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="save progress here every epoch and resume from it if present")
     args = parser.parse_args(argv)
     meta = train(args.epochs, args.lr, args.batch_size, args.seed, args.width, out_dir=args.out,
-                 flip=args.flip, checkpoint=args.checkpoint)
+                 flip=args.flip, checkpoint=args.checkpoint).metrics
     print(f"test accuracy {meta['test_accuracy']:.4f} | Frechet floor "
           f"{meta['frechet_floor_train_vs_test_10k']:.3f} | {meta['train_seconds']:.0f} s | "
           f"wrote {args.out / 'classifier.pt'}")
