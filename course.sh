@@ -2,8 +2,9 @@
 # One entry point for learners, instructors and CI.
 #
 #   bash course.sh run [--train] [--smoke] [--device cpu|cuda|mps]   set up, then run every notebook into build/
+#                      [--only NN ...] [NOTEBOOK ...]              (notebooks, HTML pages, build/index.html)
 #   bash course.sh test [pytest args]                                 set up (with test tools), then run all tests
-#   bash course.sh setup [--test] [--browser]                         only set up
+#   bash course.sh setup [--test] [--browser] [--nbgrader]            only set up
 #
 # Set-up is idempotent: it creates .venv (unless a virtualenv or conda env is active), installs
 # PyTorch first (CPU build unless told otherwise, see README), then this project.
@@ -56,13 +57,14 @@ setup() {
 cmd="${1:-}"
 shift || true
 case "$cmd" in
-  setup)   # setup [--test] [--browser]: choose the optional extras
+  setup)   # setup [--test] [--browser] [--nbgrader]: choose the optional extras
     extras=()
     for arg in "$@"; do
       case "$arg" in
         --test) extras+=(test) ;;
         --browser) extras+=(browser) ;;
-        *) echo "unknown option for setup: $arg (use --test and/or --browser)" >&2; exit 2 ;;
+        --nbgrader) extras+=(nbgrader) ;;
+        *) echo "unknown option for setup: $arg (use --test, --browser and/or --nbgrader)" >&2; exit 2 ;;
       esac
     done
     if (( ${#extras[@]} )); then setup "[$(IFS=,; echo "${extras[*]}")]"; else setup ""; fi ;;
@@ -73,6 +75,6 @@ case "$cmd" in
     setup "[test]"
     exec "$(python_bin)" -m pytest "$@" ;;
   *)
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 2 ;;
 esac

@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--cell-timeout", type=float, default=30.0)
     p.add_argument("--total-timeout", type=float, default=240.0)
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="grade without the bubblewrap sandbox, to measure what it costs")
     args = p.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench-grader-"))
@@ -71,10 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         subs = work / "submissions"
         subs.mkdir()
         kinds = build_class(subs, args.students)
-        limits = Limits(cell_timeout=args.cell_timeout, total_timeout=args.total_timeout)
+        limits = Limits(cell_timeout=args.cell_timeout, total_timeout=args.total_timeout,
+                        sandbox=not args.no_sandbox)
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(f"class: {args.students} submissions of 00_introduction "
               f"({', '.join(f'{n} {k}' for k, n in kinds.items())}); jobs={args.jobs}, "
+              f"sandbox {'off' if args.no_sandbox else 'on'}, "
               f"{os.cpu_count()} CPU cores, load average {load:.1f} at start")
         start = time.perf_counter()
         result = grade_batch(cases.INTRO_STUDENT, subs, work / "out", jobs=args.jobs,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_utils.checks import check, get_exercise, registry
+from course_utils.checks import check, registry
 from course_utils.checks.core import ExpectationError, run_checkers
 from course_utils.data import to_minus_one_one
 
@@ -77,17 +77,44 @@ def test_expectations_for_ci(monkeypatch):
     check("intro_scale", stub, quiet=True)
 
 
-def test_checks_are_fast_and_deterministic():
-    ex = get_exercise("intro_scale")
-    results = [run_checkers(ex, to_minus_one_one, [ex.checker]) for _ in range(2)]
-    assert all(r.passed for r in results)
-    assert max(r.seconds for r in results) < 1.0
+def test_checks_are_deterministic():
+    """The reference of every chapter 00-02 exercise passes, twice in a row."""
+    mine = ("ch00_introduction", "ch01_autoencoder", "ch02_vae")   # others: their own tests
+    for ex in registry().values():
+        module = (ex.judge or ex.checker).__module__        # the judge, for probe/judge ones
+        if ex.exercise_id == "ae_beat_pca" or not module.endswith(mine):
+            continue                                # ae_beat_pca needs a trained model
+        results = [run_checkers(ex, ex.reference, [ex.checker]) for _ in range(2)]
+        assert [r.status for r in results] == ["passed", "passed"], results[0].message
+
+
+def test_reveal_is_printed_only_once_the_answer_passes(capsys):
+    from course_utils.checks import core
+
+    @core.exercise("test_reveal_only", points=1, hint="Reread section 4.",
+                   reference=to_minus_one_one, reveal="Why: the line through (0, -1) and (1, 1).")
+    def _check(fn):
+        core.expect(bool(torch.allclose(fn(torch.tensor([0.0, 1.0])), torch.tensor([-1.0, 1.0]))),
+                    "0 and 1 should map to -1 and 1")
+    try:
+        check("test_reveal_only", lambda x: x * 3)
+        failed = capsys.readouterr().out
+        check("test_reveal_only", stub)
+        not_done = capsys.readouterr().out
+        check("test_reveal_only", lambda x: x * 2 - 1)
+        passed = capsys.readouterr().out
+        check("test_reveal_only", lambda x: x * 2 - 1, quiet=True)
+        quiet = capsys.readouterr().out
+    finally:
+        core._REGISTRY.pop("test_reveal_only")
+    assert "Why:" not in failed + not_done + quiet and "Reread section 4." in failed
+    assert "passed the public checks" in passed and "Why: the line through" in passed
 
 
 def test_every_exercise_rejects_a_stub():
     for ex in registry().values():
-        def not_done(*args, **kwargs):
-            raise NotImplementedError(ex.exercise_id)
+        def not_done(*args, _id=ex.exercise_id, **kwargs):
+            raise NotImplementedError(_id)
         result = run_checkers(ex, not_done, [ex.checker])
         assert result.status in {"not done", "failed", "error"}, ex.exercise_id
         assert not result.passed

@@ -10,8 +10,15 @@ from torch import Tensor, nn
 
 from course_utils.checks import get_exercise, run_checkers
 from course_utils.checks.ch01_autoencoder import BeatPCATrial, try_to_beat_pca
+from course_utils.checks.ch01_probes import beat_pca_eval_indices
+from course_utils.checks.core import PUBLIC_CASE, TEST_HIDDEN_CASES
 from course_utils.data import Dataset
-from course_utils.models.autoencoder import Autoencoder, ConvAutoencoder, mlp_encoder_decoder
+from course_utils.models.autoencoder import (
+    Autoencoder,
+    ConvAutoencoder,
+    mlp_encoder_decoder,
+)
+from tests.wrong_answers.ch01_autoencoder import codebook_autoencoder, course_data
 
 
 def verdict(exercise_id: str, obj: object) -> tuple[str, str]:
@@ -108,102 +115,101 @@ def test_reconstruction_loss_reference_passes_and_stub_is_not_done() -> None:
 
 # ----------------------------------------------------------------------------- beat PCA
 
-def _bumps(n: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Images of one Gaussian bump at a random position (u, v): a 2-D curved manifold that
-    PCA with 2 components cannot follow, but an oracle autoencoder reproduces exactly."""
-    gen = torch.Generator().manual_seed(seed)
-    centres = 6 + 16 * torch.rand(n, 2, generator=gen)                 # (N, 2) in pixels
-    return _render(centres), centres
+def _train(model_fn):
+    """A training function returning ``model_fn(train_x)``, run once by try_to_beat_pca."""
+    def train_k2_autoencoder(train_x: Tensor, time_budget: float) -> object:
+        return model_fn(train_x)
+    try_to_beat_pca(train_k2_autoencoder, course_data(), time_budget=0.0)
+    return train_k2_autoencoder
 
 
-def _render(centres: Tensor) -> Tensor:
-    grid = torch.arange(28.0)
-    gy = torch.exp(-(grid[None, :] - centres[:, :1]) ** 2 / 8)         # (N, 28)
-    gx = torch.exp(-(grid[None, :] - centres[:, 1:]) ** 2 / 8)         # (N, 28)
-    return (gy[:, :, None] * gx[:, None, :]).unsqueeze(1)              # (N, 1, 28, 28)
+def grader_verdict(exercise_id: str, obj: object) -> tuple[str, str]:
+    """Public case plus the hidden cases (other seeds: other held-out images)."""
+    ex = get_exercise(exercise_id)
+    result = run_checkers(ex, obj, [ex.checker, *ex.hidden])
+    return result.status, result.message
 
 
-class _Locate(nn.Module):
-    """Centre of mass of the image: the exact code of a bump."""
+def test_beat_pca_passes_for_a_model_that_beats_pca() -> None:
+    def codebook(train_x: Tensor, time_budget: float) -> nn.Module:
+        return codebook_autoencoder(train_x)
 
-    def forward(self, x: Tensor) -> Tensor:
-        grid = torch.arange(28.0)
-        mass = x.sum(dim=(1, 2, 3))
-        y = (x.sum(dim=(1, 3)) * grid).sum(1) / mass
-        return torch.stack([y, (x.sum(dim=(1, 2)) * grid).sum(1) / mass], dim=1)
-
-
-class _Render(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()))
-
-    def forward(self, z: Tensor) -> Tensor:
-        return (self.scale * _render(z)).clamp(0, 1)
-
-
-@pytest.fixture(scope="module")
-def bumps() -> Dataset:
-    train_x, train_c = _bumps(300, 0)
-    test_x, test_c = _bumps(100, 1)
-    zeros = lambda t: torch.zeros(len(t), dtype=torch.long)  # noqa: E731
-    return Dataset("bumps", "synthetic", ("bump",), train_x, zeros(train_x), test_x, zeros(test_x))
-
-
-def test_beat_pca_passes_for_a_model_that_beats_pca(bumps: Dataset) -> None:
-    def oracle(train_x: Tensor, time_budget: float) -> nn.Module:
-        return Autoencoder(_Locate(), _Render(), code_size=2)
-
-    trial = try_to_beat_pca(oracle, bumps, time_budget=0.0)
-    assert isinstance(trial, BeatPCATrial) and trial.pca_mse > 1e-3
-    assert trial.model is trial.learner_model
-    assert verdict("ae_beat_pca", oracle)[0] == "passed"
+    trial = try_to_beat_pca(codebook, course_data(), time_budget=0.0)
+    assert isinstance(trial, BeatPCATrial) and trial.model is trial.learner_model
+    assert verdict("ae_beat_pca", codebook)[0] == "passed"
+    assert grader_verdict("ae_beat_pca", codebook)[0] == "passed"
 
 
 @pytest.mark.parametrize("smoke", ["0", "1"])
-def test_beat_pca_fails_for_an_untrained_model(bumps: Dataset, smoke: str,
+def test_beat_pca_fails_for_an_untrained_model(smoke: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COURSE_SMOKE", smoke)              # smoke mode relaxes the target ...
-    def untrained(train_x: Tensor, time_budget: float) -> nn.Module:
-        return ConvAutoencoder(2, width=4, hidden=16)
-
-    try_to_beat_pca(untrained, bumps, time_budget=0.0)
+    untrained = _train(lambda t: ConvAutoencoder(2, width=4, hidden=16))
     status, text = verdict("ae_beat_pca", untrained)       # ... but not that far
     assert status == "failed" and "not below PCA" in text, text
 
 
-def test_beat_pca_stub_is_not_done_and_the_notebook_gets_a_model(bumps: Dataset) -> None:
-    trial = try_to_beat_pca(stub, bumps, time_budget=0.0)  # trains the reference for 1 step
+def test_beat_pca_stub_is_not_done_and_the_notebook_gets_a_model() -> None:
+    trial = try_to_beat_pca(stub, course_data(), time_budget=0.0)  # reference: 1 step
     assert isinstance(trial.model, nn.Module) and trial.learner_model is None
     assert verdict("ae_beat_pca", stub)[0] == "not done"
 
 
-@pytest.mark.parametrize("train_fn, status, message", [
-    (lambda x, t: Autoencoder(_Locate(), nn.Sequential(nn.Linear(2, 784), nn.Sigmoid(),
-                                                       nn.Unflatten(1, (1, 28, 28))), 2),
+@pytest.mark.parametrize("model_fn, status, message", [
+    (lambda t: Autoencoder(codebook_autoencoder(t).encoder, nn.Sequential(
+        nn.Linear(2, 784), nn.Sigmoid(), nn.Unflatten(1, (1, 28, 28))), 2),
      "failed", "not below PCA"),
-    (lambda x, t: ConvAutoencoder(3, width=4, hidden=16), "failed", "(B, 2)"),
-    (lambda x, t: "a model", "failed", "nn.Module"),
-    (lambda x, t: nn.Linear(2, 2), "failed", "encode"),
-    (lambda x, t: 1 / 0, "error", "ZeroDivisionError"),
+    (lambda t: ConvAutoencoder(3, width=4, hidden=16), "failed", "(B, 2)"),
+    (lambda t: "a model", "failed", "nn.Module"),
+    (lambda t: nn.Linear(2, 2), "failed", "encode"),
+    (lambda t: 1 / 0, "error", "ZeroDivisionError"),
 ])
-def test_beat_pca_mistakes(bumps: Dataset, train_fn, status: str, message: str) -> None:
-    try_to_beat_pca(train_fn, bumps, time_budget=0.0)
-    got, text = verdict("ae_beat_pca", train_fn)
+def test_beat_pca_mistakes(model_fn, status: str, message: str) -> None:
+    got, text = verdict("ae_beat_pca", _train(model_fn))
     assert got == status and message in text, text
 
 
-def test_beat_pca_needs_the_function_to_have_been_run(bumps: Dataset) -> None:
+def test_beat_pca_needs_the_function_to_have_been_run() -> None:
     def train(train_x: Tensor, time_budget: float) -> nn.Module:
-        return Autoencoder(_Locate(), _Render(), code_size=2)
+        return codebook_autoencoder(train_x)
 
     status, text = verdict("ae_beat_pca", train)
     assert status == "failed" and "try_to_beat_pca" in text
-    try_to_beat_pca(train, bumps, time_budget=0.0)
+    try_to_beat_pca(train, course_data(), time_budget=0.0)
     assert verdict("ae_beat_pca", train)[0] == "passed"
 
-    def train(train_x: Tensor, time_budget: float) -> nn.Module:  # noqa: F811 - redefined
-        return Autoencoder(_Locate(), _Render(), code_size=2)
+    def train(train_x: Tensor, time_budget: float) -> nn.Module:
+        return codebook_autoencoder(train_x)
 
     assert verdict("ae_beat_pca", train)[0] == "failed"    # a new function needs a new run
     assert verdict("ae_beat_pca", "not a function")[0] == "failed"
+
+
+def test_beat_pca_is_scored_on_the_judges_own_images() -> None:
+    """A model run on another data set, or a kernel that swapped the test images for easy
+    ones, is scored on the judge's own copy of the course's test images."""
+    data = course_data()
+    blank = Dataset("blank", "synthetic", ("blank",), data.train_x[:64], data.train_y[:64],
+                    torch.zeros(40, 1, 28, 28), torch.zeros(40, dtype=torch.long))
+
+    def train(train_x: Tensor, time_budget: float) -> nn.Module:
+        return codebook_autoencoder(train_x)
+
+    try_to_beat_pca(train, blank, time_budget=0.0)
+    status, text = verdict("ae_beat_pca", train)
+    assert status == "failed" and "40" in text, text
+    swapped = Dataset("swapped", "synthetic", ("x",), data.train_x, data.train_y,
+                      data.train_x[:len(data.test_x)], data.test_y)   # training images as test
+    try_to_beat_pca(train, swapped, time_budget=0.0)
+    status, text = verdict("ae_beat_pca", train)            # compared with the real images
+    assert status == "failed" and "not below PCA" in text, text
+
+
+def test_beat_pca_hidden_cases_score_other_images() -> None:
+    ex = get_exercise("ae_beat_pca")
+    pool = len(course_data().test_x)
+    public = beat_pca_eval_indices(PUBLIC_CASE, pool)
+    for case in TEST_HIDDEN_CASES:
+        hidden = beat_pca_eval_indices(case, pool)
+        assert len(hidden) > 0 and set(hidden.tolist()) != set(public.tolist())
+    assert ex.probe is not None and ex.judge is not None

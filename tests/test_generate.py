@@ -113,3 +113,64 @@ def test_every_notebook_exercise_has_a_registered_check():
         for ex in entry["exercises"]:
             assert ex["id"] in registry(), f"{name}: exercise {ex['id']} has no check"
             assert registry()[ex["id"]].points == ex["points"], f"{name}: points differ"
+
+
+# ----------------------------------------------------------------------------- no answer leaks
+
+_ANSWER = ("def f(x):\n    ### BEGIN SOLUTION\n    total = torch.cumsum(x, dim=0)\n"
+           "    return total.flip(0)\n    ### END SOLUTION")
+
+
+@pytest.mark.parametrize("leaky", [
+    nbformat.v4.new_markdown_cell("Spoiler: `total = torch.cumsum(x, dim=0)` then flip."),
+    nbformat.v4.new_code_cell("# the answer, for reference:\n# total = torch.cumsum(x,dim=0)"),
+    nbformat.v4.new_code_cell("g = lambda x: x\nreturn   total.flip(0)   # same, spaced"),
+])
+def test_generation_fails_when_a_student_notebook_shows_solution_code(leaky, tmp_path):
+    nb = _nb(nbformat.v4.new_markdown_cell("# T"), _exercise(_ANSWER), leaky)
+    student, _ = make_student(nb, "t.ipynb")
+    with pytest.raises(generate.SolutionLeakError, match="a line of the solution of 'ex1'"):
+        generate.check_no_leaks(nb, student, "t.ipynb")
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(nb, tmp_path / "solutions" / "01_t.ipynb")
+    assert generate.main(["--root", str(tmp_path)]) == 2            # clear error, nothing written
+    assert not (tmp_path / "01_t.ipynb").exists()
+
+
+def test_generation_fails_when_solution_only_text_reaches_the_student():
+    secret = nbformat.v4.new_markdown_cell("The planted bugs were the sigmoid and the detach.")
+    secret.metadata["tags"] = ["solution-only"]
+    copy = nbformat.v4.new_markdown_cell("Which bugs were planted? Find them yourself.")
+    nb = _nb(secret, copy)
+    student, _ = make_student(nb, "t.ipynb")
+    assert generate.find_leaks(nb, student, "t.ipynb") == []        # other text is fine
+    copy.source = "Note: the planted bugs were the sigmoid and the detach."
+    student, _ = make_student(nb, "t.ipynb")
+    with pytest.raises(generate.SolutionLeakError, match="solution-only cell 0"):
+        generate.check_no_leaks(nb, student, "t.ipynb")
+
+
+def test_trivial_lines_and_code_given_above_the_exercise_are_not_leaks():
+    given = nbformat.v4.new_code_cell("config.seed_everything(0)\nbroken = torch.cumsum(x, 1)")
+    answer = ("def f(x):\n    ### BEGIN SOLUTION\n    config.seed_everything(0)\n"
+              "    opt.zero_grad()\n    return x\n    ### END SOLUTION")
+    later = nbformat.v4.new_code_cell("config.seed_everything(0)\nopt.zero_grad()\nreturn x")
+    nb = _nb(given, _exercise(answer), later)
+    student, _ = make_student(nb, "t.ipynb")
+    assert generate.find_leaks(nb, student, "t.ipynb") == []
+
+
+def test_committed_student_notebooks_show_no_solution_code():
+    """No student notebook in notebooks/ contains a line of an answer or solution-only text."""
+    for path in sorted((REPO / "notebooks" / "solutions").glob("*.ipynb")):
+        solution = nbformat.read(path, as_version=4)
+        student = nbformat.read(REPO / "notebooks" / path.name, as_version=4)
+        assert generate.find_leaks(solution, student, path.name) == []
+
+
+def test_solution_fragments_cover_lines_and_expressions():
+    nb = _nb(_exercise(_ANSWER))
+    fragments = generate.solution_fragments(nb)["ex1"]
+    assert "total=torch.cumsum(x,dim=0)" in fragments              # a whole line
+    assert "torch.cumsum(x,dim=0)" in fragments                    # a call with arguments
+    assert generate.normalise("y = 2.0 * x  # comment") == "y=2*x"

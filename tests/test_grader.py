@@ -23,7 +23,9 @@ import pytest
 import torch
 
 from course_utils.checks import get_exercise, run_checkers
-from course_utils.grading import cli, execution, kernel, reports, verdicts
+from course_utils.checks.core import PUBLIC_CASE, CheckFailure, judge_data, registry
+from course_utils.checks.protocol import pack, run_probe, unpack
+from course_utils.grading import cli, execution, kernel, reports, sandbox, verdicts
 from course_utils.grading.assignment import (
     Assignment,
     AssignmentError,
@@ -49,7 +51,9 @@ sys.modules["grading_cases"] = cases
 _spec.loader.exec_module(cases)
 
 # Short limits keep the suite fast; memory 2500 MB is ~1 GB above what a kernel with torch uses.
-LIMITS = Limits(cell_timeout=10, total_timeout=60, memory_mb=2500)
+# The sandbox is on wherever bubblewrap works, and always in CI (which installs it).
+SANDBOX = sandbox.bwrap_path() is not None or os.environ.get("CI") == "true"
+LIMITS = Limits(cell_timeout=10, total_timeout=60, memory_mb=2500, sandbox=SANDBOX)
 SOLUTION_LINE = "x * 2.0 - 1.0"   # the reference answer; never allowed in feedback
 
 
@@ -149,7 +153,8 @@ def test_one_row_per_submission_and_consistent_gradebook(batch):
 
 
 def test_renamed_file_keeps_its_name(batch):
-    record = batch.records["Copy_of_00_mini_Alice_Smith_final"]
+    record = batch.records[student_id(cases.FILE_NAMES["renamed_file"])]
+    assert record.student.startswith("copy_of_00_mini_alice_smith_final-")
     assert record.file == cases.FILE_NAMES["renamed_file"]
 
 
@@ -306,19 +311,24 @@ def test_collect_submissions_layouts(tmp_path):
     (tmp_path / "cy" / "two.ipynb").write_text("{}")
     subs, ignored = collect_submissions(tmp_path, "00_introduction.ipynb")
     got = {s.student: (s.path.name if s.path else None, bool(s.error)) for s in subs}
-    assert got == {"Ada_Lovelace": ("Ada Lovelace.ipynb", False),
-                   "ada_lovelace-2": ("ada_lovelace.IPYNB", False),
-                   "bob": ("00_introduction.ipynb", False), "cy": (None, True)}
+    assert got == {student_id("Ada Lovelace.ipynb"): ("Ada Lovelace.ipynb", False),
+                   student_id("ada_lovelace.IPYNB"): ("ada_lovelace.IPYNB", False),
+                   student_id("bob/"): ("00_introduction.ipynb", False),
+                   student_id("cy/"): (None, True)}
+    assert len(got) == 4
     assert ignored == ["notes.txt"]
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("alice.ipynb", "alice"), ("=cmd|' /C calc'!A0.ipynb", "cmd_C_calc_A0"),
-    ("../../etc/passwd.ipynb", "etc_passwd"), ("Zoë Müller.ipynb", "Zoë_Müller"),
-    ("..ipynb", "student"),
+@pytest.mark.parametrize("name, readable", [
+    ("alice.ipynb", "alice"), ("=cmd|' /C calc'!A0.ipynb", "cmd_c_calc_a0-"),
+    ("../../etc/passwd.ipynb", "etc_passwd-"), ("Zoë Müller.ipynb", "zoë_müller-"),
+    ("..ipynb", "student-"), ("bob/", "bob-"),
 ])
-def test_student_ids_are_safe(name, expected):
-    assert student_id(name) == expected
+def test_student_ids_are_safe(name, readable):
+    sid = student_id(name)
+    assert sid.startswith(readable) and sid == sid.lower()
+    assert sid == readable or len(sid) == len(readable) + 10
+    assert "/" not in sid and not sid.startswith((".", "=", "-"))
 
 
 def test_gradebook_neutralises_formulas():
@@ -359,13 +369,15 @@ def _liar_scale(x):
     return torch.zeros_like(x).as_subclass(Liar)
 
 
-def test_lying_tensor_fools_a_naive_check_but_not_the_grader():
+def test_lying_tensor_fools_neither_the_check_nor_the_grader():
     ex = get_exercise("intro_scale")
-    # The in-notebook check dispatches torch.allclose to the subclass, which lies...
-    assert run_checkers(ex, _liar_scale, [ex.checker]).status == "passed"
-    # ...the grader runs checks with subclass overrides disabled, so the real values count.
-    verdict = kernel._run_limited(ex, _liar_scale, [ex.checker], 5.0, set(), [])
-    assert verdict["status"] == "failed"
+    # The probe only records the returned values; the judge compares plain arrays, so a
+    # lying __eq__ / __torch_function__ never takes part in the comparison.
+    assert run_checkers(ex, _liar_scale, [ex.checker]).status == "failed"
+    data = kernel._limited(lambda: run_probe(ex.probe, _liar_scale, PUBLIC_CASE), 5.0, set(), [],
+                           ex.exercise_id)
+    with pytest.raises(CheckFailure):
+        judge_data(ex, unpack(pack(data)), PUBLIC_CASE)
     assert _liar_scale(torch.zeros(1)) == 42          # __eq__ says yes to anything
 
 
@@ -375,7 +387,14 @@ def test_alarm_stops_a_hanging_check():
     def hang(x):
         while True:
             pass
-    assert kernel._run_limited(ex, hang, [ex.checker], 0.3, set(), [])["status"] == "timeout"
+    data = kernel._limited(lambda: run_probe(ex.probe, hang, PUBLIC_CASE), 0.3, set(), [],
+                           ex.exercise_id)
+    assert data["status"] == "timeout"
+
+
+def test_every_exercise_has_a_probe_so_no_verdict_comes_from_the_kernel():
+    missing = [ex_id for ex_id, ex in registry().items() if ex.probe is None or ex.judge is None]
+    assert not missing, f"exercises checked without a probe/judge split: {missing}"
 
 
 def test_snapshot_restores_patched_functions():
@@ -398,6 +417,13 @@ def test_capture_binds_a_placeholder_for_a_missing_name():
     assert kernel._KSTATE["captured"]["intro_scale"]["defined"] is False
 
 
+def _judge_probe_file(probe_dir, ex_id: str = "intro_scale") -> str:
+    """Judge the kernel's probe data for the public case here, as the grader does: a status."""
+    ex = get_exercise(ex_id)
+    data = unpack((probe_dir / f"{ex_id}-0.npz").read_bytes())
+    return run_checkers(ex, None, [lambda _: judge_data(ex, data, PUBLIC_CASE)]).status
+
+
 def test_kernel_side_grades_the_state_right_after_the_exercise_cell(tmp_path):
     """A function calling its own name must not be rescued by check() rebinding that name."""
     ns: dict = {"torch": torch}
@@ -405,38 +431,43 @@ def test_kernel_side_grades_the_state_right_after_the_exercise_cell(tmp_path):
     kernel.kernel_prelude()
     kernel.kernel_capture("intro_scale", "scale_to_pm1", ["scale_to_pm1"], ns)
     ns["scale_to_pm1"] = get_exercise("intro_scale").reference       # what check() would do
-    path = tmp_path / "verdicts.json"
-    kernel.kernel_finish(str(path), "n0nce", ["intro_scale"], 5.0)
+    path, probes = tmp_path / "verdicts.json", tmp_path / "probes"
+    kernel.kernel_finish(str(path), "n0nce", ["intro_scale"], 5.0,
+                         plan={"intro_scale": [[0, False]]}, probe_dir=str(probes))
     out = json.loads(path.read_text())
     assert out["nonce"] == "n0nce" and out["complete"] and out["tampered"] == []
-    public = out["exercises"]["intro_scale"]["public"]
-    assert public["status"] == "error" and "RecursionError" in public["message"]
+    assert out["exercises"]["intro_scale"]["status"] == "probed"
+    data = unpack((probes / "intro_scale-0.npz").read_bytes())
+    assert data["__status__"] == "error" and "RecursionError" in data["error"]
+    assert _judge_probe_file(probes) == "error"
     assert ns["scale_to_pm1"] is get_exercise("intro_scale").reference  # namespace restored
 
 
-def _finish_in_process(tmp_path, source: str) -> dict:
+def _finish_in_process(tmp_path, source: str) -> tuple[dict, str]:
+    """Run the kernel side on ``source``; its report and the verdict judged from its data."""
     ns: dict = {"torch": torch}
     exec(source, ns)
     kernel.kernel_prelude()
     kernel.kernel_capture("intro_scale", "scale_to_pm1", ["scale_to_pm1"], ns)
-    path = tmp_path / "verdicts.json"
-    kernel.kernel_finish(str(path), "n", ["intro_scale"], 5.0)
-    return json.loads(path.read_text())["exercises"]["intro_scale"]
+    path, probes = tmp_path / "verdicts.json", tmp_path / "probes"
+    kernel.kernel_finish(str(path), "n", ["intro_scale"], 5.0,
+                         plan={"intro_scale": [[0, False]]}, probe_dir=str(probes))
+    return json.loads(path.read_text())["exercises"]["intro_scale"], _judge_probe_file(probes)
 
 
 def test_reference_object_and_hidden_call(tmp_path):
-    returned = _finish_in_process(
+    returned, status = _finish_in_process(
         tmp_path, "import course_utils.data as d\nscale_to_pm1 = d.to_minus_one_one\n")
-    assert returned["public"]["status"] == "passed"
+    assert status == "passed"
     assert "reference object itself" in returned["reference"]
-    hidden_call = _finish_in_process(
+    hidden_call, _ = _finish_in_process(
         tmp_path, "import importlib\n"
         "def scale_to_pm1(x):\n"
         "    mod = importlib.import_module('course_utils.data')\n"
         "    return getattr(mod, 'to_minus_' + 'one_one')(x)\n")
     assert "calls the reference implementation" in hidden_call["reference"]
-    own = _finish_in_process(tmp_path, "def scale_to_pm1(x):\n    return x * 2 - 1\n")
-    assert own["public"]["status"] == "passed" and own["reference"] == ""
+    own, status = _finish_in_process(tmp_path, "def scale_to_pm1(x):\n    return x * 2 - 1\n")
+    assert status == "passed" and own["reference"] == ""
 
 
 def _two_exercise_assignment():
@@ -589,3 +620,21 @@ def test_pool_kills_a_worker_that_overruns():
     run_pool([slow], jobs=1, hard_limit=2, on_done=got.append)
     assert len(got) == 1 and got[0].status == "grader-error"
     assert "overran the hard limit of 2 s and was killed" in got[0].review[0]
+
+
+def test_kernel_writes_probe_data_and_decides_nothing(tmp_path):
+    """With a plan, the final cell only writes each case's probe data; the grader judges."""
+    from course_utils.checks.protocol import unpack
+    ns: dict = {"torch": torch}
+    exec("def scale_to_pm1(x):\n    return x * 2\n", ns)                # wrong
+    kernel.kernel_prelude()
+    kernel.kernel_capture("intro_scale", "scale_to_pm1", ["scale_to_pm1"], ns)
+    path, probes = tmp_path / "progress.json", tmp_path / "probes"
+    kernel.kernel_finish(str(path), "n", ["intro_scale"], 5.0, (),
+                         {"intro_scale": [[0, False], [7, True]]}, str(probes))
+    report = json.loads(path.read_text())["exercises"]["intro_scale"]
+    assert report["status"] == "probed" and "public" not in report
+    files = sorted(p.name for p in probes.iterdir())
+    assert files == ["intro_scale-0.npz", "intro_scale-1.npz"]
+    data = unpack((probes / "intro_scale-0.npz").read_bytes())
+    assert data["ends"].tolist() == [0.0, 1.0, 2.0]

@@ -23,31 +23,67 @@ plain notebook run checks both directions.
 
 The grader may register extra *hidden* checkers with :func:`hidden_check`; ``check`` never runs
 them, so their details stay out of the learner's view.
+
+Probe and judge
+---------------
+An exercise registered with ``probe=`` is split in two (see :mod:`.protocol`): the decorated
+function is the *judge* ``judge(data, case)``, and ``probe(obj, case)`` is the only part that
+touches the learner's object. ``check`` runs both in the notebook's process; the batch grader
+runs the probe in the sandboxed kernel and the judge in its own process, at the public case
+and at hidden cases whose seeds it draws for each submission, so nothing a submission patches
+can change its verdict. For such an exercise, ``Exercise.checker`` runs probe and judge in one
+process at the public case, and ``Exercise.hidden`` at two fixed hidden cases (what tests use).
 """
 
 from __future__ import annotations
 
 import importlib
 import time
-import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .. import config
+from .protocol import (
+    ERROR,
+    FAILED,
+    NOT_DONE,
+    STATUS_KEY,
+    Case,
+    CheckFailure,
+    pack,
+    run_probe,
+    unpack,
+    user_frame,
+)
 
 Checker = Callable[[Any], None]
+Probe = Callable[[Any, Case], dict]
+Judge = Callable[[dict, Case], None]
+
+PUBLIC_CASE = Case(seed=0)
+TEST_HIDDEN_CASES = (Case(seed=101, hidden=True), Case(seed=202, hidden=True))
 
 # Chapter modules that register exercises; imported on first use of the registry. Each must
 # import: registry() raises, naming the module, when one does not.
-CHAPTER_MODULES = ("ch00_introduction", "ch01_autoencoder", "ch02_vae", "ch03_dcgan")
-
-
-class CheckFailure(AssertionError):
-    """Raised by a checker when the learner's object breaks a checked property."""
+CHAPTER_MODULES = ("ch00_introduction", "ch01_autoencoder", "ch02_vae", "ch03_dcgan",
+                   "ch04_evaluation")
 
 
 class ExpectationError(AssertionError):
     """Raised under ``COURSE_EXPECT`` when a verdict differs from what CI expects."""
+
+
+class LearnerCodeError(Exception):
+    """The learner's code raised inside a probe; carries the (sanitised) error it raised."""
+
+    def __init__(self, error: str, message: str, where: str = "") -> None:
+        super().__init__(f"{error}: {message}")
+        self.error, self.message, self.where = error, message, where
+
+
+class JudgeError(Exception):
+    """A judge could not judge the probe data (malformed data, or a bug in the check)."""
 
 
 def expect(condition: bool, message: str) -> None:
@@ -66,6 +102,10 @@ class Exercise:
     reference: Any
     checker: Checker
     hidden: list[Checker] = field(default_factory=list)
+    reveal: str = ""          # explanation printed by check() once the answer passes
+    probe: Probe | None = None          # set for probe/judge exercises (see module docstring)
+    judge: Judge | None = None
+    hidden_judges: list[Judge] = field(default_factory=list)
 
 
 @dataclass
@@ -89,15 +129,79 @@ _REGISTRY: dict[str, Exercise] = {}
 _loaded = False
 
 
-def exercise(exercise_id: str, *, points: float, hint: str, reference: Any
-             ) -> Callable[[Checker], Checker]:
-    """Decorator registering ``checker`` as the public check of ``exercise_id``."""
-    def register(checker: Checker) -> Checker:
+def exercise(exercise_id: str, *, points: float, hint: str, reference: Any, reveal: str = "",
+             probe: Probe | None = None) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorator registering the check of ``exercise_id``.
+
+    Without ``probe``, the decorated function is a one-process ``checker(obj)``. With
+    ``probe``, it is the judge ``judge(data, case)`` of a probe/judge pair.
+    ``hint`` is printed when the answer fails and must never give the answer away;
+    ``reveal`` (optional) explains the answer and is printed only once it passes.
+    """
+    def register(fn: Callable[..., None]) -> Callable[..., None]:
         if exercise_id in _REGISTRY:
             raise ValueError(f"exercise {exercise_id!r} is registered twice")
-        _REGISTRY[exercise_id] = Exercise(exercise_id, points, hint, reference, checker)
-        return checker
+        if probe is None:
+            _REGISTRY[exercise_id] = Exercise(exercise_id, points, hint, reference, fn,
+                                              reveal=reveal)
+            return fn
+        ex = Exercise(exercise_id, points, hint, reference, lambda obj: None, reveal=reveal,
+                      probe=probe, judge=fn)
+        ex.checker = _in_process(ex, PUBLIC_CASE)
+        ex.hidden = [_in_process(ex, case, hidden_only=True) for case in TEST_HIDDEN_CASES]
+        _REGISTRY[exercise_id] = ex
+        return fn
     return register
+
+
+def hidden_judge(exercise_id: str) -> Callable[[Judge], Judge]:
+    """Decorator adding a grader-only judge, run on the same probe data as the public one."""
+    def register(judge: Judge) -> Judge:
+        _REGISTRY[exercise_id].hidden_judges.append(judge)
+        return judge
+    return register
+
+
+def _raise_for_status(data: dict) -> None:
+    """Turn a probe's status (not done / failed / error) into the matching exception."""
+    status = data.get(STATUS_KEY)
+    if status is None:
+        return
+    if status == NOT_DONE:
+        raise NotImplementedError
+    if status == FAILED:
+        raise CheckFailure(str(data.get("message", "the answer broke a checked property")))
+    if status == ERROR:
+        raise LearnerCodeError(str(data.get("error", "Exception")), str(data.get("message", "")),
+                               str(data.get("where", "")))
+    raise JudgeError(f"unknown probe status {status!r}")
+
+
+def judge_data(ex: Exercise, data: dict, case: Case, *, hidden: bool = False) -> None:
+    """Judge probe ``data`` for ``case``: raise like a checker (CheckFailure, ...) or return.
+
+    Runs in whichever process wants the verdict; never touches the learner's object. A judge
+    that crashes on the data (malformed or hostile data) raises :class:`JudgeError`.
+    """
+    assert ex.judge is not None, f"{ex.exercise_id} is not a probe/judge exercise"
+    _raise_for_status(data)
+    judges = [ex.judge, *(ex.hidden_judges if hidden else [])]
+    try:
+        for judge in judges:
+            judge(data, case)
+    except CheckFailure:
+        raise
+    except Exception as exc:
+        raise JudgeError(f"{type(exc).__name__} while judging") from exc
+
+
+def _in_process(ex: Exercise, case: Case, hidden_only: bool = False) -> Checker:
+    """A one-process checker: probe, pack, unpack (as the grader would), judge."""
+    def checker(obj: Any) -> None:
+        assert ex.probe is not None
+        data = unpack(pack(run_probe(ex.probe, obj, case)))
+        judge_data(ex, data, case, hidden=hidden_only)
+    return checker
 
 
 def hidden_check(exercise_id: str) -> Callable[[Checker], Checker]:
@@ -143,16 +247,6 @@ def get_exercise(exercise_id: str) -> Exercise:
     return exercises[exercise_id]
 
 
-def _user_frame(exc: BaseException) -> str:
-    """Where in the learner's code an exception came from (last frame outside course_utils)."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if "course_utils" not in f.filename.replace("\\", "/")]
-    if not frames:
-        return ""
-    f = frames[-1]
-    return f" (in {f.name}, line {f.lineno}: {f.line})" if f.line else f" (in {f.name})"
-
-
 def run_checkers(ex: Exercise, obj: Any, checkers: list[Checker]) -> CheckResult:
     """Run ``checkers`` on ``obj`` and turn the outcome into a :class:`CheckResult`."""
     start = time.perf_counter()
@@ -164,9 +258,15 @@ def run_checkers(ex: Exercise, obj: Any, checkers: list[Checker]) -> CheckResult
                                        "with the reference implementation.")
     except CheckFailure as exc:
         status, message = "failed", f"{ex.exercise_id}: not yet - {exc}\n  Hint: {ex.hint}"
+    except LearnerCodeError as exc:
+        status, message = "error", (f"{ex.exercise_id}: your code raised {exc.error}: "
+                                    f"{exc.message}{exc.where}\n  Hint: {ex.hint}")
+    except JudgeError as exc:
+        status, message = "error", (f"{ex.exercise_id}: the check could not judge this answer "
+                                    f"({exc}); please report it to the course maintainers.")
     except Exception as exc:  # the learner's code crashed: report it, never crash the notebook
         status, message = "error", (f"{ex.exercise_id}: your code raised {type(exc).__name__}: "
-                                    f"{exc}{_user_frame(exc)}\n  Hint: {ex.hint}")
+                                    f"{exc}{user_frame(exc)}\n  Hint: {ex.hint}")
     else:
         status, message = "passed", f"{ex.exercise_id}: passed the public checks."
     return CheckResult(ex.exercise_id, status, message, time.perf_counter() - start)
@@ -183,6 +283,8 @@ def check(exercise_id: str, obj: Any, *, quiet: bool = False) -> Any:
     if not quiet:
         symbol = {"passed": "[ok]", "not done": "[..]"}.get(result.status, "[!!]")
         print(f"{symbol} {result.message}")
+        if result.passed and ex.reveal:
+            print(f"  {ex.reveal}")
         if result.status in {"failed", "error"}:
             print("  The notebook continues with the reference implementation.")
     expected = config.expected_verdict()

@@ -38,6 +38,7 @@ class Limits:
     the whole submission (all runs of its notebook); ``memory_mb`` is the kernel's address
     space limit; ``output_kb`` is how much printed output per cell is kept (the rest is
     discarded, never read as a grade); ``max_file_mb`` rejects absurdly large files.
+    ``sandbox`` False (``--no-sandbox``) runs kernels without bubblewrap.
     """
 
     cell_timeout: float = 120.0
@@ -46,6 +47,7 @@ class Limits:
     output_kb: int = 64
     max_file_mb: float = 50.0
     file_size_mb: int = 512
+    sandbox: bool = True            # run each kernel in bubblewrap (see grading/sandbox.py)
 
     def __post_init__(self) -> None:
         if self.cell_timeout <= 0 or self.total_timeout <= 0:
@@ -156,11 +158,12 @@ def _check_target(cells: list[dict[str, Any]], ex_id: str, after: int) -> str | 
 
 
 def _checks_fingerprint(exercises: Iterable[Exercise]) -> str:
-    """Hash of the sources the grade depends on: the check machinery, and for each exercise
-    the modules of its checkers and of its reference. Changing one of them regrades."""
-    files = {PACKAGE_DIR / "checks" / "core.py"}
+    """Hash of the sources the grade depends on: every module of the checks package (judges,
+    probes and the helpers they share), and for each exercise the modules of its checkers and
+    of its reference. Changing one of them regrades."""
+    files = {p.resolve() for p in (PACKAGE_DIR / "checks").glob("*.py")}
     for ex in exercises:
-        for obj in (ex.checker, *ex.hidden, ex.reference):
+        for obj in (ex.checker, *ex.hidden, ex.reference, ex.probe, ex.judge):
             module = sys.modules.get(getattr(obj, "__module__", "") or "")
             path = getattr(module, "__file__", None)
             if path:
@@ -309,6 +312,6 @@ def load_assignment(template: str | os.PathLike[str],
                  _checks_fingerprint(registered).encode(), hidden_bytes):
         h.update(hashlib.sha256(part).digest())
     kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
-    modules = tuple(sorted({ex.checker.__module__ for ex in registered}))
+    modules = tuple(sorted({(ex.judge or ex.checker).__module__ for ex in registered}))
     return Assignment(path.name, str(path.resolve()), raw.decode("utf-8"), tuple(specs), protected,
                       h.hexdigest()[:16], hidden_path, kernel, modules)

@@ -15,6 +15,8 @@ import hashlib
 import json
 import os
 import re
+import stat
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -23,7 +25,7 @@ from typing import Any
 
 from .assignment import GRADER_VERSION, Assignment, AssignmentError, Limits, load_assignment
 from .pool import run_pool
-from .records import Record, Task
+from .records import Record, Task, grader_key, sign, verify
 from .reports import (
     feedback_markdown,
     fmt_points,
@@ -32,16 +34,31 @@ from .reports import (
     results_json,
     write_atomic,
 )
+from .sandbox import NO_SANDBOX_WARNING, Sandbox, default_data_dirs, require_bwrap
+from .shards import Shard
 from .submission import SubmissionUnreadable, read_submission
 from .verdicts import grade_submission
 
+_PLAIN_ID = re.compile(r"[a-z0-9_]{1,64}")
+
 
 def student_id(name: str) -> str:
-    """A file-system-safe student id from a file or folder name."""
-    stem = name[:-len(".ipynb")] if name.lower().endswith(".ipynb") else name
-    safe = re.sub(r"[^\w.-]+", "_", stem, flags=re.UNICODE)
-    safe = re.sub(r"^[\W_]+|[\W_]+$", "", safe)
-    return safe[:100] or "student"
+    """The student id of a submitted file (``name.ipynb``) or folder (``name/``).
+
+    Unique by construction: a plain lower-case name (``carol.ipynb``: letters, digits,
+    ``_``) keeps it as is (``carol``); any other name gets a readable, safe part and ``-``
+    plus a hash of the *exact* name (``Carol.ipynb`` -> ``carol-3b1c...``). A plain id never
+    holds a ``-``, so a suffixed id cannot collide with a real name, two different names give
+    two ids (barring a hash collision), and a re-run maps each file to the same id. Ids are
+    lower case, so they stay distinct on case-insensitive file systems too.
+    """
+    stem = name[:-len(".ipynb")] if name.endswith(".ipynb") else None
+    if stem is not None and _PLAIN_ID.fullmatch(stem):
+        return stem
+    readable = re.sub(r"[^\w]+", "_", name.removesuffix(".ipynb").casefold(), flags=re.UNICODE)
+    readable = re.sub(r"^_+|_+$", "", readable)[:60] or "student"
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return f"{readable}-{digest}"
 
 
 @dataclass
@@ -52,29 +69,50 @@ class SubmissionFile:
     error: str = ""
 
 
+SYMLINK_REFUSED = ("the submission is a symbolic link, not a file; the grader does not follow "
+                   "links. Submit the notebook file itself.")
+
+
+def _notebooks_in(entry: Path) -> list[Path]:
+    """The notebooks under a student's folder, without following symbolic links to folders
+    (a link is listed, so that it can be refused) or looking into hidden folders."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(entry, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        found += [Path(root) / f for f in files
+                  if f.lower().endswith(".ipynb") and not f.startswith(".")]
+    return sorted(found)
+
+
 def _from_folder(entry: Path, folder: Path, assignment_name: str) -> SubmissionFile | None:
     """A student's folder: the notebook named like the assignment, else its only notebook."""
-    notebooks = sorted(p for p in entry.rglob("*") if p.is_file()
-                       and p.name.lower().endswith(".ipynb")
-                       and ".ipynb_checkpoints" not in p.parts
-                       and not any(part.startswith(".") for part in p.relative_to(entry).parts))
+    student = student_id(entry.name + "/")
+    notebooks = _notebooks_in(entry)
     same = [p for p in notebooks if p.name == assignment_name]
     pick = same or notebooks
-    if len(pick) == 1:
-        return SubmissionFile(student_id(entry.name), pick[0], str(pick[0].relative_to(folder)))
     if not pick:
         return None
-    return SubmissionFile(
-        student_id(entry.name), None, entry.name + "/",
-        f"the folder holds {len(pick)} notebooks ({', '.join(p.name for p in pick[:5])}) and "
-        f"none is named {assignment_name}; keep only the one to grade.")
+    names = ", ".join(str(p.relative_to(entry)) for p in pick[:5])
+    if len(same) > 1:
+        return SubmissionFile(student, None, entry.name + "/", (
+            f"the folder holds {len(same)} notebooks named {assignment_name} ({names}); keep "
+            "only the one to grade."))
+    if len(pick) > 1:
+        return SubmissionFile(student, None, entry.name + "/", (
+            f"the folder holds {len(pick)} notebooks ({names}) and none is named "
+            f"{assignment_name}; keep only the one to grade."))
+    rel = str(pick[0].relative_to(folder))
+    if pick[0].is_symlink():
+        return SubmissionFile(student, None, rel, SYMLINK_REFUSED)
+    return SubmissionFile(student, pick[0], rel)
 
 
 def collect_submissions(folder: Path, assignment_name: str,
                         exclude: Iterable[Path] = ()) -> tuple[list[SubmissionFile], list[str]]:
     """One notebook per student: ``folder/<student>.ipynb`` or ``folder/<student>/*.ipynb``.
 
-    Returns the submissions (sorted by student id) and the names of ignored files.
+    Symbolic links are never followed: a linked notebook or folder is refused with a status
+    that says so. Returns the submissions (sorted by student id) and the ignored names.
     """
     excluded = {p.resolve() for p in exclude}
     found: list[SubmissionFile] = []
@@ -82,7 +120,13 @@ def collect_submissions(folder: Path, assignment_name: str,
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if entry.name.startswith(".") or entry.resolve() in excluded:
             continue
-        if entry.is_file():
+        if entry.is_symlink():
+            name = entry.name + ("/" if entry.is_dir() else "")
+            if entry.is_dir() or entry.name.lower().endswith(".ipynb"):
+                found.append(SubmissionFile(student_id(name), None, name, SYMLINK_REFUSED))
+            else:
+                ignored.append(name)
+        elif entry.is_file():
             if entry.name.lower().endswith(".ipynb"):
                 found.append(SubmissionFile(student_id(entry.name), entry, entry.name))
             else:
@@ -93,14 +137,6 @@ def collect_submissions(folder: Path, assignment_name: str,
                 ignored.append(entry.name + "/")
             else:
                 found.append(sub)
-    seen: dict[str, int] = {}
-    for sub in sorted(found, key=lambda s: (s.student.lower(), s.file)):
-        key = sub.student.lower()
-        if key in seen:
-            seen[key] += 1
-            sub.student = f"{sub.student}-{seen[key]}"
-        else:
-            seen[key] = 1
     return sorted(found, key=lambda s: s.student), ignored
 
 
@@ -124,27 +160,42 @@ class BatchResult:
 
 
 def _read_file(sub: SubmissionFile, limits: Limits) -> tuple[bytes, str]:
-    """The submitted bytes, and why they cannot be graded ('' if they can be tried)."""
+    """The submitted bytes, and why they cannot be graded ('' if they can be tried).
+
+    Opened without following a symbolic link and without blocking on a FIFO; only a plain
+    file is read.
+    """
     if sub.path is None or sub.error:
         return b"", sub.error
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        size = sub.path.stat().st_size
-        if size > limits.max_file_mb * 2**20:
-            return b"", (f"Your file could not be read: the file is {size / 2**20:.1f} MB, "
-                         f"more than the {limits.max_file_mb:g} MB limit: clear all outputs "
-                         "and submit again.")
-        return sub.path.read_bytes(), ""
+        fd = os.open(sub.path, flags)
     except OSError as exc:
+        if sub.path.is_symlink():
+            return b"", SYMLINK_REFUSED
         return b"", f"Your file could not be read: {exc.strerror}."
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return b"", "Your submission is not a plain file."
+        if st.st_size > limits.max_file_mb * 2**20:
+            return b"", (f"Your file could not be read: the file is {st.st_size / 2**20:.1f} "
+                         f"MB, more than the {limits.max_file_mb:g} MB limit: clear all "
+                         "outputs and submit again.")
+        return fh.read(int(limits.max_file_mb * 2**20) + 1), ""
 
 
-def _cached(path: Path, sha: str, key: dict[str, Any]) -> Record | None:
-    """The record stored at ``path`` if it was graded from this file with these settings."""
-    if not path.is_file():
+def _cached(path: Path, sub: SubmissionFile, sha: str, key: dict[str, Any],
+            secret: bytes) -> Record | None:
+    """The record stored at ``path`` if this grader signed it (see :func:`records.verify`),
+    for this very file (name and content), graded with these settings."""
+    if path.is_symlink() or not path.is_file():
         return None
     try:
         old = Record.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError):
+        return None
+    if not verify(secret, old) or old.student != sub.student or old.file != sub.file:
         return None
     return old if old.sha256 == sha and old.key == key else None
 
@@ -157,13 +208,14 @@ class _Plan:
 
 
 def _plan(subs: list[SubmissionFile], a: Assignment, limits: Limits, key: dict[str, Any],
-          records_dir: Path, force: bool, keep_notebooks: bool) -> _Plan:
+          records_dir: Path, force: bool, keep_notebooks: bool, secret: bytes) -> _Plan:
     """Sort the submissions into cached, to grade in a worker, and to grade here."""
     plan = _Plan([], [], {})
     for sub in subs:
         data, error = _read_file(sub, limits)
         sha = hashlib.sha256(data).hexdigest()
-        old = None if force or error else _cached(records_dir / f"{sub.student}.json", sha, key)
+        old = None if force or error else _cached(records_dir / f"{sub.student}.json", sub, sha,
+                                                  key, secret)
         if old is not None:
             plan.cached[sub.student] = old
             continue
@@ -182,14 +234,16 @@ class _Writer:
     """Called with each new record as it arrives: caches it, writes its files, reports it."""
 
     def __init__(self, out: Path, a: Assignment, key: dict[str, Any],
-                 records: dict[str, Record], n_new: int, say: Callable[[str], None]) -> None:
-        self.out, self.a, self.key, self.records = out, a, key, records
+                 records: dict[str, Record], n_new: int, say: Callable[[str], None],
+                 secret: bytes) -> None:
+        self.out, self.a, self.key, self.records, self.secret = out, a, key, records, secret
         self.n_new, self.say, self.done = n_new, say, 0
 
     def __call__(self, record: Record) -> None:
         self.done += 1
         record.key = self.key
         notebook, record.notebook = record.notebook, ""
+        sign(self.secret, record)
         self.records[record.student] = record
         write_atomic(self.out / "records" / f"{record.student}.json", record_json(record))
         write_atomic(self.out / "feedback" / f"{record.student}.md",
@@ -205,20 +259,43 @@ class _Writer:
 def _write_summary(out: Path, a: Assignment, limits: Limits, ordered: list[Record],
                    ignored: list[str]) -> None:
     """The gradebook, ``results.json``, and feedback missing for cached records."""
-    for r in ordered:     # feedback for cached records too (e.g. a deleted feedback file)
-        fb = out / "feedback" / f"{r.student}.md"
-        if not fb.exists():
-            write_atomic(fb, feedback_markdown(r, a))
+    for r in ordered:     # rewritten from the verified records: a changed file is undone
+        write_atomic(out / "feedback" / f"{r.student}.md", feedback_markdown(r, a))
     write_atomic(out / "gradebook.csv", gradebook_csv(ordered, a))
     write_atomic(out / "results.json", results_json(a, limits, ordered, ignored))
+
+
+def _check_isolation(limits: Limits, private: list[Path]) -> None:
+    """With the sandbox on: bubblewrap must work, and none of the folders the kernels must not
+    see (output, submissions, hidden tests) may lie inside a folder the sandbox shows them.
+
+    Raises:
+        SandboxUnavailable: bubblewrap is missing (nothing has been written yet).
+        AssignmentError: a private folder is visible inside the sandbox.
+    """
+    if not limits.sandbox:
+        return
+    require_bwrap()
+    shown = Sandbox(Path(tempfile.gettempdir()), readonly=default_data_dirs()).binds()
+    for path in private:
+        path = path.resolve()
+        for bound in shown:
+            if path == bound or bound in path.parents:
+                raise AssignmentError(
+                    f"{path} is inside {bound}, which the sandbox shows to submitted code "
+                    "(read-only): move it elsewhere, so that no submission can read it")
 
 
 def grade_batch(assignment: str | os.PathLike[str], submissions: str | os.PathLike[str],
                 output: str | os.PathLike[str], *, jobs: int = 2, force: bool = False,
                 limits: Limits | None = None, manifest: str | os.PathLike[str] | None = None,
                 hidden_tests: str | os.PathLike[str] | None = None, keep_notebooks: bool = False,
-                log: Callable[[str], None] | None = print) -> BatchResult:
-    """Grade every submission in ``submissions`` against ``assignment`` into ``output``."""
+                log: Callable[[str], None] | None = print,
+                shard: Shard | None = None) -> BatchResult:
+    """Grade every submission in ``submissions`` against ``assignment`` into ``output``.
+
+    With ``shard``, grade only that shard's part of the class (see :mod:`.shards`).
+    """
     started = time.monotonic()
     limits = limits or Limits()
     say = log or (lambda _msg: None)
@@ -229,15 +306,21 @@ def grade_batch(assignment: str | os.PathLike[str], submissions: str | os.PathLi
         raise AssignmentError(f"submissions folder {sub_dir} not found")
     if out == sub_dir:
         raise AssignmentError("the output folder must not be the submissions folder")
+    _check_isolation(limits, [out, sub_dir, *([Path(a.hidden_tests)] if a.hidden_tests else [])])
+    if not limits.sandbox:
+        say("warning: " + NO_SANDBOX_WARNING)
     subs, ignored = collect_submissions(sub_dir, a.name, exclude=[out])
+    if shard is not None:
+        subs = shard.take(subs, out)
     key = settings_key(a, limits)
-    plan = _plan(subs, a, limits, key, out / "records", force, keep_notebooks)
+    secret = grader_key(out)
+    plan = _plan(subs, a, limits, key, out / "records", force, keep_notebooks, secret)
     records = dict(plan.cached)
     skipped, n_new = len(plan.cached), len(plan.tasks) + len(plan.local)
     say(f"Grading {n_new} submission(s) of {a.name} with {jobs} job(s); "
         f"{skipped} already graded (use --force to regrade)." if skipped or n_new else
         f"No submissions found in {sub_dir}.")
-    on_done = _Writer(out, a, key, records, n_new, say)
+    on_done = _Writer(out, a, key, records, n_new, say, secret)
     try:
         for task in plan.local:
             on_done(grade_submission(task))

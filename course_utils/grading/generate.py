@@ -8,18 +8,41 @@ Usage::
 The manifest (``notebooks/manifest.json``) records, for each notebook, the exercise ids with
 their points and cell positions, and the hashes of the cells a student must not change. The
 grader uses it to rebuild a submission from the template.
+
+Generation refuses to write a student notebook that gives an answer away: it fails, naming
+the notebook, cell and line, when a student notebook contains a line of any exercise's
+solution code (compared without spaces and comments; trivial lines such as ``return x`` or a
+call without arguments do not count, nor lines of code the notebook already gives above the
+exercise, such as the correct lines of a buggy version to fix) or a line of a cell tagged
+``solution-only``. An explanation of an answer belongs in a ``solution-only`` cell, or in the
+``reveal`` text of the exercise's check, which ``check`` prints only once the answer passes.
+The same fragments (plus each call with arguments and each arithmetic expression of an
+answer) are what ``tests/test_hints.py`` forbids in hints.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import re
 import sys
+import textwrap
 from pathlib import Path
 
 import nbformat
 
-from .notebooks import NotebookFormatError, cell_hash, clean, dumps, make_student, write_if_changed
+from .notebooks import (
+    BEGIN,
+    END,
+    SOLUTION_ONLY,
+    NotebookFormatError,
+    cell_hash,
+    clean,
+    dumps,
+    make_student,
+    write_if_changed,
+)
 
 MANIFEST = "manifest.json"
 
@@ -27,6 +50,141 @@ MANIFEST = "manifest.json"
 def default_root() -> Path:
     """The repository's ``notebooks/`` folder (next to the installed package in a checkout)."""
     return Path(__file__).resolve().parents[2] / "notebooks"
+
+
+# A normalised line must be longer than this to count as part of an answer.
+MIN_SECRET_CHARS = 12
+_REGION_TEXT = re.compile(r"^[ \t]*### BEGIN SOLUTION[ \t]*\n(.*?)^[ \t]*### END SOLUTION",
+                          re.MULTILINE | re.DOTALL)
+
+
+class SolutionLeakError(NotebookFormatError):
+    """A generated student notebook contains solution code or solution-only text."""
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return src if isinstance(src, str) else "".join(src)
+
+
+def squash(text: str) -> str:
+    """Text in lower case, without whitespace, ``2.0`` written ``2``: how leaks are compared."""
+    text = re.sub(r"\s+", "", text).lower()
+    return re.sub(r"(?<![\w.])(\d+)\.0\b", r"\1", text)
+
+
+def normalise(line: str) -> str:
+    """A line of code as compared for leaks: :func:`squash`-ed, without its comment."""
+    return squash(re.sub(r"(^|\s)#.*$", "", line))
+
+
+def _given_before(nb: nbformat.NotebookNode, index: int) -> set[str]:
+    """Normalised lines of the code the learner is given above cell ``index``.
+
+    A line of an answer that already appears there (a seeding call, or the correct lines of
+    the buggy code that a "fix the bugs" exercise shows) gives nothing away.
+    """
+    given: set[str] = set()
+    for cell in nb.cells[:index]:
+        meta = cell.get("metadata", {})
+        if (cell.get("cell_type") == "code" and "exercise_id" not in meta
+                and SOLUTION_ONLY not in meta.get("tags", [])):
+            given.update(normalise(line) for line in _source(cell).splitlines())
+    return given
+
+
+def solution_regions(nb: nbformat.NotebookNode) -> dict[str, list[str]]:
+    """The code between the solution markers, per exercise id: ``{id: [region, ...]}``."""
+    regions: dict[str, list[str]] = {}
+    for cell in nb.cells:
+        ex_id = cell.get("metadata", {}).get("exercise_id")
+        if ex_id is not None and cell.get("cell_type") == "code":
+            regions.setdefault(ex_id, []).extend(_REGION_TEXT.findall(_source(cell)))
+    return regions
+
+
+def _trivial(norm: str) -> bool:
+    """Lines that give nothing away: short ones, and a call without arguments."""
+    return len(norm) <= MIN_SECRET_CHARS or bool(re.fullmatch(r"[\w.]+\(\),?", norm))
+
+
+def secret_lines(code: str) -> set[str]:
+    """The normalised non-trivial lines of a piece of solution code (or solution-only text)."""
+    out = set()
+    for line in code.splitlines():
+        norm = normalise(line)
+        if norm and not _trivial(norm) and BEGIN not in line and END not in line:
+            out.add(norm)
+    return out
+
+
+def secret_expressions(code: str) -> set[str]:
+    """Distinctive expressions of solution code: calls with arguments and arithmetic.
+
+    Normalised like :func:`normalise`; calls of under 10 characters (``len(x)``) and
+    arithmetic of under 5 are left out. Code that does not parse gives an empty set.
+    """
+    try:
+        tree = ast.parse(textwrap.dedent(code))
+    except SyntaxError:
+        return set()
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and (node.args or node.keywords):
+            norm = normalise(ast.unparse(node))
+            if len(norm) >= 10:
+                out.add(norm)
+        elif isinstance(node, ast.BinOp):
+            norm = normalise(ast.unparse(node))
+            if len(norm) >= 5:
+                out.add(norm)
+    return out
+
+
+def solution_fragments(nb: nbformat.NotebookNode) -> dict[str, set[str]]:
+    """Per exercise id, every normalised fragment that would give its answer away."""
+    return {ex_id: set().union(*(secret_lines(r) | secret_expressions(r) for r in regions))
+            for ex_id, regions in solution_regions(nb).items() if regions}
+
+
+def find_leaks(solution: nbformat.NotebookNode, student: nbformat.NotebookNode,
+               name: str) -> list[str]:
+    """Where ``student`` shows a solution line or a line of a ``solution-only`` cell.
+
+    Returns one readable line per leak (empty when the student notebook is clean).
+    """
+    secrets: dict[str, str] = {}
+    for i, cell in enumerate(solution.cells):
+        meta = cell.get("metadata", {})
+        if SOLUTION_ONLY in meta.get("tags", []):
+            lines = secret_lines(_source(cell))
+            if cell.get("cell_type") == "code":          # shared set-up code is no secret
+                lines -= _given_before(solution, len(solution.cells))
+            secrets.update({s: f"solution-only cell {i}" for s in lines})
+        elif meta.get("exercise_id") is not None and cell.get("cell_type") == "code":
+            given = _given_before(solution, i)
+            for region in _REGION_TEXT.findall(_source(cell)):
+                secrets.update({s: f"the solution of {meta['exercise_id']!r}"
+                                for s in secret_lines(region) - given})
+    leaks = []
+    for j, cell in enumerate(student.cells):
+        for line in _source(cell).splitlines():
+            text = squash(line)                 # comments kept: a commented-out answer leaks
+            leaks.extend(f"{name}, student cell {j}: {line.strip()!r} shows a line of "
+                         f"{where}" for secret, where in secrets.items() if secret in text)
+    return leaks
+
+
+def check_no_leaks(solution: nbformat.NotebookNode, student: nbformat.NotebookNode,
+                   name: str) -> None:
+    """Raise :class:`SolutionLeakError` if the student notebook gives an answer away."""
+    leaks = find_leaks(solution, student, name)
+    if leaks:
+        raise SolutionLeakError(
+            "the student notebook would show solution code:\n  " + "\n  ".join(leaks)
+            + "\nMove explanations of an answer into a cell tagged 'solution-only', or into "
+              "the exercise's reveal text (@exercise(..., reveal=...)), which the check prints "
+              "once the answer passes.")
 
 
 def build(root: Path) -> dict[str, str]:
@@ -43,6 +201,7 @@ def build(root: Path) -> dict[str, str]:
             raise NotebookFormatError(f"{path}: cannot be read as a notebook ({exc}).") from exc
         outputs[f"solutions/{path.name}"] = dumps(clean(solution))
         student, exercises = make_student(solution, path.name)
+        check_no_leaks(solution, student, path.name)
         text = dumps(student)
         outputs[path.name] = text
         manifest["notebooks"][path.name] = {  # type: ignore[index]

@@ -7,9 +7,12 @@ module from cells the grader adds:
   check modules and snapshots the library functions the checks rely on;
 * :func:`kernel_capture`, after each exercise cell: keeps the object the exercise defined,
   before the notebook's own ``check`` cell can replace it;
-* :func:`kernel_finish`, last: restores anything the submission replaced, runs the public and
-  hidden checkers on the captured objects under a time limit, and writes the verdicts to a
-  JSON file whose name holds a nonce no submitted code could know in advance.
+* :func:`kernel_finish`, last: restores anything the submission replaced, then, for each
+  probe/judge exercise, runs its *probe* on the captured object at each case of the grader's
+  plan (under a time limit) and writes the data to ``<probes>/<exercise>-<i>.npz``. It decides
+  nothing: the grader judges that data in its own process (:mod:`.judging`). Every exercise
+  has a probe (``tests/test_grader.py`` checks it); one without is reported, never checked
+  here.
 
 This module is imported inside the student's kernel, so its top-level imports are the
 standard library only (``tests/test_grader.py`` enforces it): importing it must not pull in
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import builtins
 import importlib
-import importlib.util
 import inspect
 import json
 import math
@@ -33,6 +35,7 @@ import sysconfig
 import tempfile
 import threading
 import time
+import types
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -76,7 +79,8 @@ def _take_snapshot() -> dict[str, Any]:
     for label, owner, is_class in _snapshot_owners():
         items = dict(vars(owner))
         if not is_class:
-            items = {k: v for k, v in items.items() if callable(v)}
+            items = {k: v for k, v in items.items()
+                     if callable(v) or isinstance(v, types.ModuleType)}
             if owner is sys.modules.get("builtins"):
                 items = {k: v for k, v in items.items() if k not in _VOLATILE_BUILTINS}
         entries.append((label, owner, is_class, items))
@@ -197,10 +201,8 @@ def _library_roots() -> tuple[str, ...]:
     return tuple(sorted(r for r in roots if r))
 
 
-def _run_limited(ex: Any, obj: Any, checkers: list[Any], seconds: float,
-                 ref_codes: set[Any], ref_calls: list[str]) -> dict[str, str]:
-    """Run checkers on obj with an alarm, torch-function overrides off, and a call watcher."""
-    from ..checks.core import run_checkers
+def _call_watcher(ref_codes: set[Any], ref_calls: list[str]) -> Any:
+    """A profile function noting calls of the reference from outside the course's code."""
     course_dir = str(_PACKAGE_DIR)
     libraries = _library_roots()
 
@@ -216,14 +218,15 @@ def _run_limited(ex: Any, obj: Any, checkers: list[Any], seconds: float,
                 ref_calls.append(f"{frame.f_code.co_name} called from {caller.f_code.co_name}")
                 return
             caller = caller.f_back
+    return watch
 
+
+def _limited(work: Any, seconds: float, ref_codes: set[Any], ref_calls: list[str],
+             label: str) -> dict[str, Any]:
+    """Run ``work()`` (which returns a dict) under an alarm, with input() off and a call
+    watcher; a timeout or a BaseException from submitted code becomes a status dict."""
     def alarm(signum: int, frame: Any) -> None:
         raise _GradingTimeout()
-
-    disable = None
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        disable = getattr(torch._C, "DisableTorchFunctionSubclass", None)
 
     def no_input(prompt: Any = "") -> str:
         raise EOFError("input() cannot be answered while grading")
@@ -236,21 +239,16 @@ def _run_limited(ex: Any, obj: Any, checkers: list[Any], seconds: float,
         signal.setitimer(signal.ITIMER_REAL, max(0.1, seconds))
     try:
         if ref_codes:
-            sys.setprofile(watch)
+            sys.setprofile(_call_watcher(ref_codes, ref_calls))
         try:
-            if disable is not None:
-                with disable():
-                    result = run_checkers(ex, obj, checkers)
-            else:
-                result = run_checkers(ex, obj, checkers)
-            return {"status": result.status, "message": result.message}
+            return work()
         finally:
             sys.setprofile(None)
     except _GradingTimeout:
         return {"status": "timeout", "message": f"did not finish within {seconds:g} s"}
     except BaseException as exc:  # SystemExit, KeyboardInterrupt raised by submitted code
-        return {"status": "error", "message": f"{ex.exercise_id}: your code raised "
-                                              f"{type(exc).__name__}: {exc}"}
+        return {"status": "error", "error": type(exc).__name__[:60],
+                "message": f"{label}: your code raised {type(exc).__name__}: {exc}"}
     finally:
         if has_alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -266,9 +264,15 @@ def _write_json_atomic(path: str, data: dict[str, Any]) -> None:
 
 
 def kernel_finish(results_path: str, nonce: str, exercise_ids: list[str], seconds: float,
-                  hidden_tests: str = "", disabled: Iterable[str] = ()) -> None:
-    """Injected last: restore libraries, run public + hidden checks, write verdicts (nonce)."""
-    from ..checks import core
+                  disabled: Iterable[str] = (), plan: dict[str, list[list[Any]]] | None = None,
+                  probe_dir: str = "") -> None:
+    """Injected last: restore libraries, then run the probes.
+
+    ``plan`` maps each probe/judge exercise to its cases ``[seed, hidden]``: the probe's data
+    for case ``i`` goes to ``<probe_dir>/<exercise id>-<i>.npz`` and the grader judges it in
+    its own process. No verdict is computed here for such an exercise. The JSON file at
+    ``results_path`` only says how far the run got (and which exercises were probed).
+    """
     sys.settrace(None)
     sys.setprofile(None)
     threading.settrace(None)
@@ -276,16 +280,9 @@ def kernel_finish(results_path: str, nonce: str, exercise_ids: list[str], second
     snap = _KSTATE.get("snapshot")
     tampered = _restore_snapshot(snap) if snap else ["the grader's snapshot was removed"]
     out: dict[str, Any] = {"nonce": nonce, "complete": False, "current": None,
-                           "exercises": {}, "tampered": tampered, "hidden_error": ""}
-    if hidden_tests:
-        try:
-            spec = importlib.util.spec_from_file_location(f"_course_hidden_{nonce}", hidden_tests)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        except BaseException as exc:  # a broken hidden-tests file is the grader's problem
-            out["hidden_error"] = f"{type(exc).__name__}: {exc}"
+                           "exercises": {}, "tampered": tampered}
     _write_json_atomic(results_path, out)
-    disabled = set(disabled)
+    disabled, plan = set(disabled), plan or {}
     captured = _KSTATE.get("captured", {})
     for ex_id in exercise_ids:
         out["current"] = ex_id
@@ -298,19 +295,8 @@ def kernel_finish(results_path: str, nonce: str, exercise_ids: list[str], second
         elif not cap["defined"]:
             verdict = {"status": "undefined", "target": cap["target"]}
         else:
-            namespace = _KSTATE.get("namespace")
-            saved = dict(namespace) if namespace is not None else None
-            try:
-                if namespace is not None:
-                    namespace.clear()
-                    namespace.update(cap["globals"])
-                verdict = _check_captured(core.get_exercise(ex_id), cap["obj"], seconds)
-            except BaseException as exc:  # the grader's own failure: report, do not guess
-                verdict = {"status": "internal", "error": f"{type(exc).__name__}: {exc}"}
-            finally:
-                if namespace is not None and saved is not None:
-                    namespace.clear()
-                    namespace.update(saved)
+            verdict = _in_captured_state(cap, lambda cap=cap, ex_id=ex_id: _grade_captured(
+                ex_id, cap["obj"], seconds, plan.get(ex_id), probe_dir))
         out["exercises"][ex_id] = verdict
         _write_json_atomic(results_path, out)
     out["current"] = None
@@ -318,22 +304,74 @@ def kernel_finish(results_path: str, nonce: str, exercise_ids: list[str], second
     _write_json_atomic(results_path, out)
 
 
-def _check_captured(ex: Any, obj: Any, seconds: float) -> dict[str, Any]:
-    """Public checker, then (if it passed) the hidden ones; note any use of the reference."""
+def _in_captured_state(cap: dict[str, Any], work: Any) -> dict[str, Any]:
+    """Run ``work()`` with the notebook's globals as they were right after the exercise cell."""
+    namespace = _KSTATE.get("namespace")
+    saved = dict(namespace) if namespace is not None else None
+    try:
+        if namespace is not None:
+            namespace.clear()
+            namespace.update(cap["globals"])
+        return work()
+    except BaseException as exc:  # the grader's own failure: report, do not guess
+        return {"status": "internal", "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        if namespace is not None and saved is not None:
+            namespace.clear()
+            namespace.update(saved)
+
+
+def _grade_captured(ex_id: str, obj: Any, seconds: float, cases: list[list[Any]] | None,
+                    probe_dir: str) -> dict[str, Any]:
+    from ..checks import core
+    ex = core.get_exercise(ex_id)
+    if ex.probe is None or cases is None:               # never judged in the student's process
+        return {"status": "no-probe", "message": f"{ex_id} has no probe to run"}
+    return _probe_captured(ex, obj, seconds, cases, probe_dir)
+
+
+def _write_bytes_atomic(path: str, blob: bytes) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(blob)
+    os.replace(tmp, path)
+
+
+def _probe_captured(ex: Any, obj: Any, seconds: float, cases: list[list[Any]],
+                    probe_dir: str) -> dict[str, Any]:
+    """Run the exercise's probe at each case; write each case's data; decide nothing."""
+    from ..checks import protocol
+    os.makedirs(probe_dir, exist_ok=True)
     ref_codes = _reference_codes(ex.reference)
     ref_calls: list[str] = []
-    public = _run_limited(ex, obj, [ex.checker], seconds, ref_codes, ref_calls)
-    hidden = None
-    if public["status"] == "passed" and ex.hidden:
-        hidden = _run_limited(ex, obj, list(ex.hidden), seconds, ref_codes, ref_calls)
-    reference = ""
+    for i, (seed, hidden) in enumerate(cases):
+        case = protocol.Case(seed=int(seed), hidden=bool(hidden))
+
+        def work(case: Any = case) -> dict[str, Any]:
+            return protocol.run_probe(ex.probe, obj, case)
+        data = _limited(work, seconds, ref_codes, ref_calls, ex.exercise_id)
+        if "status" in data and protocol.STATUS_KEY not in data and set(data) <= {
+                "status", "error", "message"}:      # _limited's own timeout / error report
+            data = {protocol.STATUS_KEY: data["status"], "error": data.get("error", ""),
+                    "message": protocol.sanitise(data["message"])}
+        try:
+            blob = protocol.pack(data)
+        except protocol.ProbeDataError as exc:
+            blob = protocol.pack({protocol.STATUS_KEY: protocol.FAILED, "message": (
+                "your answer returned something that is not a plain tensor or number "
+                f"({protocol.sanitise(str(exc), 200)})")})
+        _write_bytes_atomic(os.path.join(probe_dir, f"{ex.exercise_id}-{i}.npz"), blob)
+    return {"status": "probed", "cases": len(cases), "reference": _reference_note(ex, obj,
+                                                                                ref_calls)}
+
+
+def _reference_note(ex: Any, obj: Any, ref_calls: list[str]) -> str:
+    """Why the answer looks like the reference implementation ('' if it does not)."""
     ref = ex.reference
     if obj is ref and ref is not None:
-        reference = "your answer is the reference object itself"
-    elif isinstance(obj, type) and isinstance(ref, type) and issubclass(obj, ref):
-        reference = f"your class is a subclass of the reference {ref.__name__}"
-    elif ref_calls:
-        reference = f"your code calls the reference implementation ({ref_calls[0]})"
-    return {"status": "checked", "public": public, "hidden": hidden,
-            "n_hidden": len(ex.hidden), "reference": reference}
-
+        return "your answer is the reference object itself"
+    if isinstance(obj, type) and isinstance(ref, type) and issubclass(obj, ref):
+        return f"your class is a subclass of the reference {ref.__name__}"
+    if ref_calls:
+        return f"your code calls the reference implementation ({ref_calls[0]})"
+    return ""

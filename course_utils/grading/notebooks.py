@@ -76,7 +76,8 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-_REGION = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION[ \t]*\n.*?^[ \t]*### END SOLUTION[ \t]*$",
+_REGION = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION[ \t]*\n"
+                     r".*?^[ \t]*### END SOLUTION[ \t]*$",
                      re.MULTILINE | re.DOTALL)
 
 

@@ -10,7 +10,14 @@ the JSON layout (keys and their order) is the grader's cache format.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from .assignment import GRADER_VERSION, Assignment, ExerciseSpec, Limits
@@ -84,6 +91,7 @@ class Record:
     seconds: float = 0.0
     graded_at: str = ""
     key: dict[str, Any] | None = None
+    signature: str = ""             # HMAC of the stored record, see :func:`sign`
     dropped_output: int = 0         # characters of printed output the grader discarded
     notebook: str = ""              # the executed notebook (with ``--keep-notebooks``)
 
@@ -128,3 +136,53 @@ class Record:
             return cls(**{**data, "exercises": exercises})
         except TypeError as exc:
             raise ValueError(f"not a grading record: {exc}") from None
+
+
+# --- the cache's signature ------------------------------------------------------------------
+
+KEY_FILE = ".course-grade-key"
+
+
+def grader_key(output: Path) -> bytes:
+    """The secret that signs this output folder's records, created on first use.
+
+    It lives in ``<output>/.course-grade-key`` (mode 0600), read only by the grader process:
+    the sandboxed kernels cannot see the output folder at all. A record that was not written
+    by a grader holding this key (edited by hand, forged by a leftover process, copied from
+    another output folder) fails :func:`verify` and is graded again.
+    """
+    path = output / KEY_FILE
+    output.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                     0o600)
+    except FileExistsError:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            key = fh.read(256).strip()
+        if not stat.S_ISREG(st.st_mode) or len(key) < 32:
+            raise ValueError(f"{path} is not a grader key file; delete it (every record "
+                             "will be graded again)") from None
+        return key
+    key = secrets.token_hex(32).encode()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key + b"\n")
+    return key
+
+
+def _mac(key: bytes, record: Record) -> str:
+    data = record.to_json()
+    data.pop("signature", None)
+    text = json.dumps(data, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def sign(key: bytes, record: Record) -> None:
+    """Set ``record.signature`` to the HMAC-SHA256 of everything else it stores."""
+    record.signature = _mac(key, record)
+
+
+def verify(key: bytes, record: Record) -> bool:
+    """Whether ``record`` was signed with ``key`` and not changed since."""
+    return bool(record.signature) and hmac.compare_digest(record.signature, _mac(key, record))

@@ -62,7 +62,7 @@ _STATUS_TEXT = {
 _EX_TEXT = {"passed": "passed", "failed": "failed a check", "failed-hidden": "failed hidden tests",
             "error": "raised an error", "not-done": "not done", "missing": "missing",
             "timeout": "timed out", "memory": "out of memory", "crashed": "crashed",
-            "not-graded": "not graded"}
+            "not-graded": "not graded", "no-data": "no usable result"}
 
 
 def feedback_markdown(record: Record, a: Assignment) -> str:

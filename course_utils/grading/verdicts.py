@@ -14,8 +14,10 @@ import time
 import traceback
 from typing import Any
 
+from ..checks.protocol import sanitise
 from .assignment import Assignment, ExerciseSpec, Limits
 from .execution import Attempt, build_graded_notebook, run_attempt
+from .judging import judge_probes, load_hidden_tests
 from .records import GRADER_PROBLEM_NOTE, ExerciseResult, Record, Task
 from .submission import (
     Match,
@@ -33,15 +35,32 @@ _MEMORY_PATTERNS = ("MemoryError", "can't allocate memory", "Cannot allocate mem
                     "out of memory", "std::bad_alloc")
 
 
+def _signal_of(code: int | None) -> int | None:
+    """The signal that killed the kernel: ``-N`` from Popen, ``128 + N`` through bubblewrap."""
+    if code is None:
+        return None
+    if code < 0:
+        return -code
+    if 128 < code < 128 + 65:
+        return code - 128
+    return None
+
+
 def _signal_name(code: int | None) -> str:
     if code is None:
         return "the kernel process died"
-    if code < 0:
+    sig = _signal_of(code)
+    if sig is not None:
         try:
-            return f"the kernel process was killed by {signal.Signals(-code).name}"
+            return f"the kernel process was killed by {signal.Signals(sig).name}"
         except ValueError:
-            return f"the kernel process was killed by signal {-code}"
+            return f"the kernel process was killed by signal {sig}"
     return f"the kernel process exited with code {code}"
+
+
+def is_memory_error(text: str) -> bool:
+    """Whether an error text says that memory ran out (RLIMIT_AS makes Python raise)."""
+    return any(p in text for p in _MEMORY_PATTERNS)
 
 
 # --- one exercise -----------------------------------------------------------------------------
@@ -99,8 +118,14 @@ def _failed_public(res: ExerciseResult, spec: ExerciseSpec, status: str, message
 
 
 def exercise_verdict(spec: ExerciseSpec, verdict: dict[str, Any] | None, match: Match,
-                     cell_error: str, limits: Limits) -> ExerciseResult:
-    """Turn the kernel's verdict into points, a status and the student-facing message."""
+                     cell_error: str, limits: Limits, probes: list[bytes | None] | None = None,
+                     plan: list[list[Any]] | None = None) -> ExerciseResult:
+    """Turn the kernel's report into points, a status and the student-facing message.
+
+    For a probe/judge exercise the kernel only reports that it probed; the verdict is
+    computed here, by :func:`judge_probes`, from the probe data (``probes``, one blob per
+    case of ``plan``). LEGACY exercises (no probe) bring a verdict computed in the kernel.
+    """
     res = ExerciseResult(max_points=spec.points, matched_by=match.how)
     if match.how in ("missing", "not-code"):
         res.status, res.message = "missing", match.message
@@ -110,8 +135,23 @@ def exercise_verdict(spec: ExerciseSpec, verdict: dict[str, Any] | None, match: 
                        "(see the notes).")
         return res
     kind = verdict.get("status")
+    if cell_error and is_memory_error(cell_error):
+        res.status, res.detail = "memory", f"the exercise cell raised {cell_error[:300]}"
+        res.message = (f"{spec.id}: your exercise cell ran out of memory (the limit is "
+                       f"{limits.memory_mb} MB), so it did not finish. Hint: {spec.hint}")
+        return res
+    if plan is not None and kind not in ("undefined", "internal", "disabled", "not-captured"):
+        # A probe/judge exercise: whatever the kernel's file says (it may be forged), the
+        # verdict comes from judging the probe data here.
+        verdict = judge_probes(spec, verdict, probes or [], plan)
+        kind = verdict["status"]
+    if kind == "no-data":
+        res.status, res.detail = "no-data", verdict["detail"]
+        res.message = (f"{spec.id}: the grader received no usable result from your code for "
+                       "this exercise, so it gave 0 points.")
+        return res
     if kind == "undefined":
-        why = f" Your cell raised {cell_error}." if cell_error else ""
+        why = f" Your cell raised {sanitise(cell_error)}." if cell_error else ""
         res.status = "error"
         res.message = (f"{spec.id}: your cell did not define {verdict.get('target')}.{why} "
                        f"Hint: {spec.hint}")
@@ -122,10 +162,12 @@ def exercise_verdict(spec: ExerciseSpec, verdict: dict[str, Any] | None, match: 
         return res
     public = verdict["public"]
     res.reference = verdict.get("reference", "")
+    if verdict.get("judge_error"):
+        res.detail = f"the judge could not judge the probe data: {verdict['judge_error']}"
     if public["status"] == "passed":
         return _passed_public(res, spec, verdict)
-    return _failed_public(res, spec, public["status"], public["message"][:1500], cell_error,
-                          limits)
+    message = str(public.get("message", ""))[:1500]
+    return _failed_public(res, spec, public["status"], message, cell_error, limits)
 
 
 # --- running with retries ---------------------------------------------------------------------
@@ -141,8 +183,9 @@ def failure_verdict(culprit: str, attempt: Attempt, spec: ExerciseSpec,
                            "far too much work?). The grader stopped it, gave 0 points and graded "
                            f"the rest with the reference. Hint: {spec.hint}")
     code = attempt.exit_code
-    if code == -signal.SIGKILL or "MemoryError" in attempt.kernel_log \
-            or "bad_alloc" in attempt.kernel_log:
+    # RLIMIT_AS makes allocations fail (MemoryError, std::bad_alloc): that is memory. A
+    # SIGKILL alone is not evidence of it (os.kill(os.getpid(), 9) is a crash).
+    if is_memory_error(attempt.kernel_log):
         return "memory", (f"{culprit}: the Python process running your code ran out of memory "
                           f"(limit {limits.memory_mb} MB) and was stopped; {_signal_name(code)}.")
     return "crashed", (f"{culprit}: your code crashed the Python process ({_signal_name(code)}; "
@@ -309,8 +352,11 @@ def _apply_verdicts(record: Record, a: Assignment, matching: Matching, final: At
             record.incidents.append({"timeout": "timeout", "memory": "memory"}.get(
                 status, "crashed"))
             continue
-        res = exercise_verdict(spec, exercise_verdicts.get(spec.id), m,
-                               cell_errors.get(spec.id, ""), limits)
+        kernel_verdict = exercise_verdicts.get(spec.id)
+        res = exercise_verdict(spec, kernel_verdict, m, cell_errors.get(spec.id, ""), limits,
+                               final.probes.get(spec.id) if final else None,
+                               final.plan.get(spec.id) if final else None)
+        _flag_verdict(record, spec.id, res)
         if ex.reference and not res.reference:
             res.reference = ex.reference
         record.exercises[spec.id] = res
@@ -323,6 +369,18 @@ def _apply_verdicts(record: Record, a: Assignment, matching: Matching, final: At
                                     else "grader-error")
 
 
+def _flag_verdict(record: Record, ex_id: str, res: ExerciseResult) -> None:
+    """Flag for review what the instructor must look at: probe data that could not be read or
+    judged."""
+    if res.status == "no-data":
+        record.flags.append("review")
+        record.review.append(f"{ex_id}: no usable probe data: {res.detail}")
+    elif res.detail.startswith("the judge could not judge"):
+        res.points, res.status = 0.0, "error"
+        record.flags.append("review")
+        record.review.append(f"{ex_id}: {res.detail}")
+
+
 def _note_run(record: Record, final: Attempt | None, limits: Limits) -> None:
     """Report tampering, hidden-test loading errors and discarded output from the last run."""
     verdicts = (final.verdicts or {}) if final else {}
@@ -331,9 +389,6 @@ def _note_run(record: Record, final: Attempt | None, limits: Limits) -> None:
         record.flags.append("review")
         record.review.append("changed at run time (restored before grading): "
                              + ", ".join(tampered[:20]))
-    if verdicts.get("hidden_error"):
-        record.incidents.append("grader-error")
-        record.review.append(f"the hidden tests failed to load: {verdicts['hidden_error']}")
     dropped, record.dropped_output = record.dropped_output, 0
     if dropped:
         record.notes.append(f"Your code printed about {dropped / 1e6:.1f} MB more than the "
@@ -354,6 +409,10 @@ def _grade_into(record: Record, task: Task, start: float) -> None:
         for ex_id, m in matching.matches.items():
             record.exercises[ex_id] = exercise_verdict(specs[ex_id], None, m, "", limits)
         return
+    hidden_error = load_hidden_tests(a.hidden_tests)
+    if hidden_error:
+        record.incidents.append("grader-error")
+        record.review.append(f"the hidden tests failed to load: {hidden_error}")
     sources = {k: m.source for k, m in matching.matches.items()}
     final, disabled = run_with_retries(a, sources, limits, start + limits.total_timeout,
                                        record, task.keep_notebook)

@@ -1,0 +1,1 @@
+"""Corpora of wrong and right-but-unusual answers to every exercise (see README.md)."""
