@@ -238,14 +238,21 @@ def show_latent_explorer(model: nn.Module, z0: Tensor | None = None,
                          n_sliders: int | None = None, span: float = 3.0,
                          class_names: Sequence[str] | None = None, label: int = 0,
                          interactive: bool | None = None) -> LatentExplorer | Figure:
-    """Show the slider explorer where widgets can render, else a static traversal figure.
+    """Build the slider explorer where widgets can render, else a static traversal figure.
+
+    Assign the result instead of ending a cell with the call. The static figure is a pyplot
+    figure, so the inline backend already draws it when the cell finishes; a cell that also
+    returns it draws it a second time. The explorer is drawn only when displayed::
+
+        explorer = show_latent_explorer(vae, z0=z0, n_sliders=6)
+        if isinstance(explorer, LatentExplorer):
+            display(explorer)        # IPython.display.display; the static figure is drawn
 
     Args:
         interactive: force the choice (default: :func:`widgets_available`).
 
     Returns:
-        The :class:`LatentExplorer` (interactive) or the traversal ``Figure`` (static); a
-        notebook cell that ends with this call displays either.
+        The :class:`LatentExplorer` (interactive) or the traversal ``Figure`` (static).
     """
     if interactive is None:
         interactive = widgets_available()

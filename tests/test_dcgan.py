@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_utils import plots
 from course_utils.checks import get_exercise, run_checkers
 from course_utils.checks.ch03_dcgan import DebugGenerator, debug_train_step
 from course_utils.losses import discriminator_loss, generator_loss
 from course_utils.models.dcgan import Discriminator, Generator, sample_noise
 from course_utils.training import SnapshotConfig, fit_gan, gan_train_step
+
+matplotlib.use("Agg")
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +72,8 @@ def test_paper_initialisation():
                         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
     bn_w = torch.cat([m.weight.detach() for m in G.modules() if isinstance(m, nn.BatchNorm2d)])
     assert conv_w.mean().abs() < 0.002 and conv_w.std() == pytest.approx(0.02, rel=0.1)
-    assert bn_w.mean() == pytest.approx(1.0, abs=0.01) and bn_w.std() == pytest.approx(0.02, rel=0.3)
+    assert bn_w.mean() == pytest.approx(1.0, abs=0.01)
+    assert bn_w.std() == pytest.approx(0.02, rel=0.3)
 
 
 def test_models_reject_wrong_shapes_with_a_clear_message():
@@ -150,7 +158,7 @@ def test_discriminator_step_leaves_the_generator_unchanged():
     loss.backward()
     opt_d.step()
     assert all(p.grad is None for p in G.parameters())           # detach cut the graph
-    assert all(torch.equal(a, b) for a, b in zip(g_before, G.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(g_before, G.parameters(), strict=True))
 
 
 def test_one_training_step_moves_d_and_g_the_right_way():
@@ -161,15 +169,19 @@ def test_one_training_step_moves_d_and_g_the_right_way():
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.5, 0.999))
     G.eval(), D.eval()                      # measure with fixed BatchNorm statistics
     with torch.no_grad():
-        d_real0, d_fake0 = torch.sigmoid(D(real)).mean(), torch.sigmoid(D(G(z))).mean()
+        d_real0 = torch.sigmoid(D(real)).mean()
     G.train(), D.train()
+    G_before = copy.deepcopy(G)
     out = gan_train_step(G, D, opt_g, opt_d, real, z)
     assert set(out) == {"d_loss", "g_loss", "d_real", "d_fake"}
     assert 0 <= out["d_real"] <= 1 and 0 <= out["d_fake"] <= 1
+    assert all(math.isfinite(float(v)) for v in out.values())
+    with torch.no_grad():                   # the updated D, in the training mode of the step
+        assert torch.sigmoid(D(G(z))).mean() > torch.sigmoid(D(G_before(z))).mean(), \
+            "G's update should make its fakes look more real to D"
     G.eval(), D.eval()
     with torch.no_grad():
         assert torch.sigmoid(D(real)).mean() > d_real0          # D learned "real" on real data
-    assert all(math.isfinite(float(v)) for v in out.values())
 
 
 # ----------------------------------------------------------------------------- fit_gan
@@ -206,7 +218,7 @@ def test_fit_gan_resume_continues_exactly(tmp_path):
     r = fit_gan(G3, D3, data, epochs=2, batch_size=16, progress=False, device="cpu", seed=3,
                 checkpoint_path=ckpt, resume=True)
     assert r.steps == 6
-    for a, b in zip(G1.state_dict().values(), G3.state_dict().values()):
+    for a, b in zip(G1.state_dict().values(), G3.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-6)
 
 
@@ -286,6 +298,12 @@ def d_loss_via_probabilities(real, fake, real_label=1.0):
         F.binary_cross_entropy(d_f, torch.zeros_like(d_f))
 
 
+def caught(exercise_id, buggy):
+    """The check must *fail* the bug: "error" (something crashed) is not a catch."""
+    result = verdict(exercise_id, buggy)
+    assert result.status == "failed", result.message
+
+
 @pytest.mark.parametrize("buggy", [
     d_loss_via_probabilities,                                                   # unstable
     lambda r, f, real_label=1.0: discriminator_loss(f, r, real_label),          # swapped sides
@@ -295,7 +313,7 @@ def d_loss_via_probabilities(real, fake, real_label=1.0):
     lambda r, f, real_label=1.0: discriminator_loss(r, f),                     # ignores smoothing
 ])
 def test_d_loss_check_catches_bugs(buggy):
-    assert verdict("gan_d_loss", buggy).status in {"failed", "error"}
+    caught("gan_d_loss", buggy)
 
 
 @pytest.mark.parametrize("buggy", [
@@ -307,7 +325,7 @@ def test_d_loss_check_catches_bugs(buggy):
         f, torch.zeros_like(f)),
 ])
 def test_g_loss_check_catches_bugs(buggy):
-    assert verdict("gan_g_loss", buggy).status in {"failed", "error"}
+    caught("gan_g_loss", buggy)
 
 
 bce = F.binary_cross_entropy_with_logits
@@ -389,7 +407,15 @@ BUGGY_STEPS = [step_raw_noise, step_fake_label, step_no_detach, step_wrong_optim
 
 @pytest.mark.parametrize("buggy", BUGGY_STEPS + [step_ignores_options])
 def test_train_step_check_catches_bugs(buggy):
-    assert verdict("gan_train_step", buggy).status in {"failed", "error"}
+    caught("gan_train_step", buggy)
+
+
+def test_a_crashing_step_is_an_error_not_a_catch():
+    def crashes(G, D, opt_g, opt_d, real, z, real_label=1.0, g_loss_kind="non_saturating"):
+        raise RuntimeError("shape mismatch")
+
+    result = verdict("gan_train_step", crashes)
+    assert result.status == "error" and "RuntimeError: shape mismatch" in result.message
 
 
 @pytest.mark.parametrize("buggy", BUGGY_STEPS)
@@ -422,24 +448,141 @@ def test_debug_generator_check_catches_each_planted_bug(buggy):
     assert result.status == "failed", result.message
 
 
+class DefinedInAnotherOrder(DebugGenerator):
+    """Right: the same layers, defined in another order (other initial weights)."""
+
+    def __init__(self, latent_dim=16, width=8):
+        nn.Module.__init__(self)
+        self.latent_dim, self.width = latent_dim, width
+        self.up2 = nn.ConvTranspose2d(width, 1, 4, 2, 1)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.up1 = nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False)
+        self.bn0 = nn.BatchNorm1d(2 * width * 7 * 7)
+        self.project = nn.Linear(latent_dim, 2 * width * 7 * 7, bias=False)
+        self.out = nn.Tanh()
+
+
+class BN1Removed(DebugGenerator):
+    """'Fixes' the unused layer by deleting it: the notebook's architecture has it."""
+
+    def __init__(self, latent_dim=16, width=8):
+        super().__init__(latent_dim, width)
+        del self.bn1
+
+    def forward(self, z):
+        h = F.relu(self.bn0(self.project(z))).view(-1, 2 * self.width, 7, 7)
+        return self.out(self.up2(F.relu(self.up1(h))))
+
+
+class SigmoidStretched(SigmoidOut):
+    """Keeps the sigmoid and stretches it to [-1, 1]: other images than the architecture's."""
+
+    def forward(self, z):
+        return 2 * super().forward(z) - 1
+
+
+def test_debug_generator_is_judged_by_the_fixed_architecture_with_its_own_weights():
+    assert verdict("gan_debug_generator", DefinedInAnotherOrder).passed
+    for changed, fragment in ((BN1Removed, "layers do not match"),
+                              (SigmoidStretched, "computes other images")):
+        result = verdict("gan_debug_generator", changed)
+        assert result.status == "failed" and fragment in result.message, result.message
+
+
+def test_step_checks_record_two_steps_per_run_and_judge_them_against_the_reference():
+    from course_utils.checks.ch03_probes import step_runs
+    from course_utils.checks.core import PUBLIC_CASE, judge_data
+    from course_utils.checks.protocol import pack, run_probe, unpack
+
+    ex = get_exercise("gan_train_step")
+    data = unpack(pack(run_probe(ex.probe, gan_train_step, PUBLIC_CASE)))
+    main, extra = step_runs(PUBLIC_CASE, with_options=True)
+    assert len(data["main"]) == len(main) == 2 and data["extra"] == extra == []
+    assert all(len(run["steps"]) == 2 for run in data["main"])
+    judge_data(ex, data, PUBLIC_CASE)
+    # a step recorded from another answer is judged against the reference, not against itself
+    from tests.wrong_answers.ch03_dcgan import make_step
+
+    wrong = unpack(pack(run_probe(ex.probe, make_step(g_target_zero=True), PUBLIC_CASE)))
+    with pytest.raises(AssertionError, match="D rates G.z. as less real"):
+        judge_data(ex, wrong, PUBLIC_CASE)
+
+
 # ----------------------------------------------------------------------------- plots
 
-def test_gan_plots_return_figures_and_reject_bad_input():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _shown(ax) -> np.ndarray:
+    """The pixel array of the one image an axes shows."""
+    images = ax.get_images()
+    assert len(images) == 1, f"expected one image, found {len(images)}"
+    return np.asarray(images[0].get_array())
 
-    from course_utils import plots
 
-    hist = {"step": [1, 2, 3], "d_loss": [1.0, 0.9, 0.8], "g_loss": [0.7, 0.8, 0.9],
-            "d_real": [0.6, 0.6, 0.7], "d_fake": [0.4, 0.3, 0.3]}
-    figs = [plots.gan_loss_gradients(), plots.gan_diagnostics(hist, smooth=2),
-            plots.grids_over_time([(0, torch.rand(4, 1, 28, 28) * 2 - 1), (5, torch.rand(4, 1, 28, 28))],
-                                  n_show=4),
-            plots.class_histograms({"a": [0.5, 0.5], "b": [1.0, 0.0]}, ["x", "y"])]
-    assert all(isinstance(f, plt.Figure) for f in figs)
+def test_gan_loss_gradients_draws_both_losses_and_their_gradients():
+    fig = plots.gan_loss_gradients(title="why non-saturating")
+    assert len(fig.axes) == 3 and "why non-saturating" in [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        assert len(ax.get_lines()) == 2
+        assert [t.get_text().split(":")[0] for t in ax.get_legend().get_texts()] == \
+            ["minimax", "non-saturating"]
+    minimax, non_saturating = fig.axes[2].get_lines()       # gradient reaching the logit
+    d = minimax.get_xdata()
+    np.testing.assert_allclose(minimax.get_ydata(), -d)
+    np.testing.assert_allclose(non_saturating.get_ydata(), -(1 - d))
+    np.testing.assert_allclose(fig.axes[0].get_lines()[1].get_ydata(), -np.log(d))
+    plt.close("all")
+
+
+def test_gan_diagnostics_plots_the_history_with_smoothing():
+    hist = {"step": [10, 20, 30, 40], "d_loss": [1.0, 0.8, 0.6, 0.4],
+            "g_loss": [0.7, 0.8, 0.9, 1.0], "d_real": [0.6, 0.6, 0.7, 0.9],
+            "d_fake": [0.4, 0.3, 0.3, 0.1]}
+    fig = plots.gan_diagnostics(hist, title="run 1")
+    losses, probs = fig.axes
+    assert "run 1" in [t.get_text() for t in fig.texts]
+    assert (losses.get_title(), probs.get_title()) == ("losses", 'D\'s probability of "real"')
+    (d_line, g_line), (real_line, fake_line, half) = losses.get_lines(), probs.get_lines()
+    for line, key in ((d_line, "d_loss"), (g_line, "g_loss"), (real_line, "d_real"),
+                      (fake_line, "d_fake")):
+        np.testing.assert_allclose(line.get_xdata(), hist["step"])
+        np.testing.assert_allclose(line.get_ydata(), hist[key])
+    np.testing.assert_allclose(half.get_ydata(), [0.5, 0.5])          # the equilibrium line
+    smoothed = plots.gan_diagnostics(hist, smooth=2).axes[0].get_lines()[0]
+    np.testing.assert_allclose(smoothed.get_xdata(), [20, 30, 40])   # a 2-step moving average
+    np.testing.assert_allclose(smoothed.get_ydata(), [0.9, 0.7, 0.5])
     with pytest.raises(KeyError, match="d_fake"):
         plots.gan_diagnostics({k: v for k, v in hist.items() if k != "d_fake"})
+    plt.close("all")
+
+
+def test_grids_over_time_shows_one_row_per_snapshot():
+    g = torch.Generator().manual_seed(0)
+    early = torch.rand(5, 1, 28, 28, generator=g) * 2 - 1               # tanh output, [-1, 1]
+    late = torch.rand(5, 1, 28, 28, generator=g)                         # [0, 1]
+    fig = plots.grids_over_time([(0, early), (500, late)], n_show=4)
+    assert len(fig.axes) == 2 * 4                            # the first n_show of each
+    row0, row1 = fig.axes[:4], fig.axes[4:]
+    for c in range(4):
+        np.testing.assert_allclose(_shown(row0[c]), (early[c, 0].numpy() + 1) / 2, atol=1e-6)
+        np.testing.assert_allclose(_shown(row1[c]), late[c, 0].numpy(), atol=1e-6)
+    assert (row0[0].get_ylabel(), row1[0].get_ylabel()) == ("step 0", "step 500")
+    assert "Fixed noise over training" in [t.get_text() for t in fig.texts]
+    with pytest.raises(ValueError, match="no snapshots"):
+        plots.grids_over_time([])
+    plt.close("all")
+
+
+def test_class_histograms_draw_one_bar_per_class_and_run():
+    hists = {"collapsed": [0.9, 0.1, 0.0], "healthy": [0.3, 0.4, 0.3]}
+    fig = plots.class_histograms(hists, ["shirt", "bag", "boot"], title="coverage")
+    (ax,) = fig.axes
+    assert ax.get_title() == "coverage"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["shirt", "bag", "boot"]
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == pytest.approx([0.9, 0.1, 0.0, 0.3, 0.4, 0.3])    # run by run
+    uniform = ax.get_lines()[0]
+    np.testing.assert_allclose(uniform.get_ydata(), [1 / 3, 1 / 3])
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["uniform", "collapsed", "healthy"]
     with pytest.raises(ValueError, match="bins"):
         plots.class_histograms({"a": [1.0]}, ["x", "y"])
     plt.close("all")

@@ -1,4 +1,4 @@
-"""Sample metrics: class histogram, coverage, KL to uniform, Frechet distance, nearest neighbours."""
+"""Sample metrics: class histogram, coverage, KL to uniform, Frechet distance, neighbours."""
 
 from __future__ import annotations
 
@@ -6,13 +6,11 @@ import math
 
 import numpy as np
 import pytest
-import scipy.linalg
 import scipy.stats
 import torch
 
 from course_utils import metrics
 from course_utils.models.classifier import FashionClassifier
-
 
 # ----------------------------------------------------------------------------- histograms
 
@@ -119,9 +117,30 @@ def test_too_few_samples_raise_a_clear_error():
         metrics.frechet_distance(f, f)
 
 
-def test_sqrtm_is_what_we_call():
-    # guard: the module uses scipy's matrix square root, as the course text says
-    assert metrics.scipy.linalg.sqrtm is scipy.linalg.sqrtm
+def test_collinear_features_give_the_closed_form_distance():
+    # 6 features that live in a 3-dimensional subspace: both covariances are singular (rank 3),
+    # as with collinear units; the result must still be a real number and accurate.
+    rng = np.random.default_rng(6)
+    basis = rng.normal(size=(3, 6))
+    a = rng.normal(size=(400, 3)) @ basis
+    b = (rng.normal(size=(400, 3)) * 1.5 + 0.2) @ basis
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    assert np.linalg.matrix_rank(s1) == 3
+    got = metrics.frechet_distance_from_stats(mu1, s1, mu2, s2)
+    assert isinstance(got, float) and np.isfinite(got)
+    assert got == pytest.approx(_closed_form(mu1, s1, mu2, s2), abs=1e-3)
+    assert got == pytest.approx(metrics.frechet_distance(a, b), rel=1e-6)
+
+
+def test_invalid_covariance_is_reported_not_silently_made_real():
+    # a "covariance" with a negative variance has an imaginary square root: that is an error in
+    # the features, and dropping the imaginary part would hide it
+    with pytest.raises(FloatingPointError, match="imaginary part"):
+        metrics.frechet_distance_from_stats(np.zeros(2), np.diag([-1.0, 1.0]),
+                                            np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match="shapes do not match"):
+        metrics.frechet_distance_from_stats(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
 
 
 # ----------------------------------------------------- classifier-based scores and neighbours

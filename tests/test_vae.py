@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -329,23 +330,107 @@ def test_samples_per_class_shares_codes_across_classes():
     assert torch.allclose(grid[8:10], expected, atol=1e-6)
 
 
-def test_vae_plots_build_headless():
+def _shown(ax) -> np.ndarray:
+    """The pixel array of the one image an axes shows."""
+    images = ax.get_images()
+    assert len(images) == 1, f"expected one image on {ax.get_title()!r}, found {len(images)}"
+    return np.asarray(images[0].get_array())
+
+
+def test_latent_manifold_tiles_the_decoded_grid():
+    from scipy.stats import norm
+
     from course_utils import plots
 
     model = tiny(latent_dim=2).eval()
-    fig = plots.latent_manifold(lambda z: torch.sigmoid(model.decode(z)), grid=4)
-    assert fig.axes[0].get_images()[0].get_array().shape == (4 * 28, 4 * 28)
-    strip = plots.interpolation_strip({"a": torch.rand(6, 1, 28, 28),
-                                       "b": torch.rand(6, 1, 28, 28)})
-    assert len(strip.axes) == 12
+
+    def decode(z):
+        return torch.sigmoid(model.decode(z))
+
+    fig = plots.latent_manifold(decode, grid=4, quantile=0.9, title="my grid")
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    assert ax.get_title() == "my grid"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("$z_1$", "$z_2$")
+    canvas = _shown(ax)
+    assert canvas.shape == (4 * 28, 4 * 28)
+    coords = norm.ppf(np.linspace(0.1, 0.9, 4))
+    # rows run from high z2 (top) to low z2, columns from low z1 to high z1
+    for (row, col) in [(0, 0), (0, 3), (3, 0), (2, 1)]:
+        z = torch.tensor([[coords[col], coords[3 - row]]], dtype=torch.float32)
+        with torch.no_grad():
+            tile = decode(z)[0, 0].numpy()
+        np.testing.assert_allclose(canvas[row * 28:(row + 1) * 28, col * 28:(col + 1) * 28],
+                                   tile, atol=1e-5)
+    with pytest.raises(ValueError, match="images for 4 codes"):
+        plots.latent_manifold(lambda z: decode(z)[:3], grid=2)
+    matplotlib.pyplot.close("all")
+
+
+def test_interpolation_strip_shows_each_row_in_order():
+    from course_utils import plots
+
+    g = torch.Generator().manual_seed(0)
+    rows = {"latent": torch.rand(6, 1, 28, 28, generator=g),
+            "pixel": torch.rand(6, 1, 28, 28, generator=g) * 2 - 1}      # [-1, 1] is rescaled
+    fig = plots.interpolation_strip(rows, title="two paths", end_labels=("shoe", "bag"))
+    assert len(fig.axes) == 12
+    for r, images in enumerate(rows.values()):
+        expected = images[:, 0].numpy() if r == 0 else (images[:, 0].numpy() + 1) / 2
+        for c in range(6):
+            np.testing.assert_allclose(_shown(fig.axes[r * 6 + c]), expected[c], atol=1e-6)
+    assert [fig.axes[0].get_ylabel(), fig.axes[6].get_ylabel()] == ["latent", "pixel"]
+    assert (fig.axes[0].get_title(), fig.axes[5].get_title()) == ("shoe", "bag")
+    assert "two paths" in [t.get_text() for t in fig.texts]
     with pytest.raises(ValueError, match="same number of steps"):
         plots.interpolation_strip({"a": torch.rand(6, 1, 28, 28), "b": torch.rand(5, 1, 28, 28)})
-    results = [{"beta": b, "recon": 230 + b, "kl": 20 / b, "samples": torch.rand(8, 1, 28, 28)}
-               for b in (0.5, 1.0, 4.0)]
-    assert plots.beta_tradeoff(results) is not None
+    matplotlib.pyplot.close("all")
+
+
+def test_beta_tradeoff_plots_the_given_values_and_samples():
+    from course_utils import plots
+
+    g = torch.Generator().manual_seed(0)
+    results = [{"beta": b, "recon": 230 + b, "kl": 20 / b,
+                "samples": torch.rand(10, 1, 28, 28, generator=g)} for b in (0.5, 1.0, 4.0)]
+    results[1]["samples"] = None
+    fig = plots.beta_tradeoff(results, n_samples=8)
+    assert len(fig.axes) == 2 + 3                       # two bar panels, one sample row per beta
+    recon_ax, kl_ax = fig.axes[:2]
+    for ax, key in ((recon_ax, "recon"), (kl_ax, "kl")):
+        heights = [p.get_height() for p in ax.patches]
+        assert heights == pytest.approx([r[key] for r in results])
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0.5", "1", "4"]
+    assert "reconstruction" in recon_ax.get_title() and "KL" in kl_ax.get_title()
+    rows = fig.axes[2:]
+    assert [ax.get_ylabel() for ax in rows] == ["beta=0.5", "beta=1", "beta=4"]
+    for ax, r in zip(rows[::2], results[::2], strict=True):
+        expected = np.concatenate(list(r["samples"][:8, 0].numpy()), axis=1)   # (28, 8 * 28)
+        np.testing.assert_allclose(_shown(ax), expected, atol=1e-6)
+    assert rows[1].get_images() == [] and rows[1].texts[0].get_text() == "(no samples given)"
     with pytest.raises(KeyError, match="kl"):
         plots.beta_tradeoff([{"beta": 1.0, "recon": 1.0}])
-    assert plots.monte_carlo_convergence([10, 100], [1.1, 1.02], [0.1, 0.03], exact=1.0) is not None
+    matplotlib.pyplot.close("all")
+
+
+def test_monte_carlo_convergence_draws_estimates_and_the_exact_line():
+    from course_utils import plots
+
+    ns, est, se = [10, 100, 1000], [1.1, 1.02, 0.995], [0.1, 0.03, 0.01]
+    fig = plots.monte_carlo_convergence(ns, est, se, exact=1.0, ylabel="KL")
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    estimate, exact = ax.get_lines()
+    np.testing.assert_allclose(estimate.get_xdata(), ns)
+    np.testing.assert_allclose(estimate.get_ydata(), est)
+    np.testing.assert_allclose(exact.get_ydata(), [1.0, 1.0])
+    band = ax.collections[0].get_paths()[0].vertices       # the +-2 standard error band
+    assert band[:, 1].min() == pytest.approx(1.1 - 0.2) and band[:, 1].max() == pytest.approx(1.3)
+    assert ax.get_xscale() == "log" and ax.get_ylabel() == "KL"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "closed form = 1.0000" in labels
+    with pytest.raises(ValueError, match="same non-zero length"):
+        plots.monte_carlo_convergence([10], [1.0, 2.0], [0.1], exact=1.0)
     matplotlib.pyplot.close("all")
 
 

@@ -282,7 +282,7 @@ def active_units(model: ConvVAE, x: Tensor, y: Tensor | None = None,
                  threshold: float = 0.01) -> int:
     """How many latent dimensions the encoder uses: Var over images of mu_j(x) > threshold.
 
-    Burda, Grosse and Salakhutdinov (2015) define *active units* this way; an inactive
+    Burda, Grosse and Salakhutdinov (2016) define *active units* this way; an inactive
     dimension has collapsed to the prior (its KL is near zero).
     """
     mu = encode_mean(model, x, y)                                                # (N, D)

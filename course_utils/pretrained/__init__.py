@@ -87,7 +87,8 @@ def load_dcgan_run() -> tuple[dict[str, list[float]], list[tuple[int, torch.Tens
         raise FileNotFoundError(f"{path} is missing; reinstall course_utils or run "
                                 "python -m course_utils.pretrained.train_dcgan")
     snaps = torch.load(path, map_location="cpu", weights_only=True)
-    return history, [(int(s), img.float() / 255) for s, img in zip(snaps["steps"], snaps["images"])]
+    pairs = zip(snaps["steps"], snaps["images"], strict=True)
+    return history, [(int(s), img.float() / 255) for s, img in pairs]
 
 
 # ---------------------------------------------------------------- VAE chapter (02)
@@ -103,3 +104,21 @@ def load_vae() -> torch.nn.Module:
     model.load_state_dict(float_state_dict(state))
     return model.eval()
 
+
+# ---------------------------------------------------------------- autoencoder chapter (01)
+
+def load_autoencoder(code_size: int) -> torch.nn.Module:
+    """The shipped ``ConvAutoencoder`` with a ``code_size``-number code (2, 10 or 32), trained
+    on Fashion-MNIST by ``python -m course_utils.pretrained.train_autoencoder``;
+    ``metadata(f"autoencoder_k{code_size}")`` gives its test MSE per pixel, PCA's at the same
+    code size, the training time and the data hash."""
+    from ..models.autoencoder import ConvAutoencoder
+
+    if not (HERE / f"autoencoder_k{code_size}.json").is_file():
+        shipped = sorted(int(p.stem.split("_k")[1]) for p in HERE.glob("autoencoder_k*.json"))
+        raise FileNotFoundError(f"no shipped autoencoder with code size {code_size}; the "
+                                f"shipped code sizes are {shipped}")
+    state, meta = _read(f"autoencoder_k{code_size}")
+    model = ConvAutoencoder(**meta["kwargs"])
+    model.load_state_dict(float_state_dict(state))
+    return model.eval()
