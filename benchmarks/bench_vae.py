@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", choices=("course", "peer"), help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if os.environ.get("COURSE_SMOKE", "") not in ("", "0"):
+    from course_utils import config
+    if config.is_smoke():
         if not args.worker:
             print("note: COURSE_SMOKE is set; the benchmark needs the full data, unsetting it")
         os.environ["COURSE_SMOKE"] = "0"

@@ -7,10 +7,7 @@ the docstring says otherwise.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
-
+from collections.abc import Callable
 
 # ============================================================================ VAE (chapter 02)
 # The VAE maximises the evidence lower bound (ELBO) of each image x:
@@ -18,8 +15,11 @@ from torch import Tensor
 # With a Bernoulli decoder, -log p(x|z) is the binary cross-entropy SUMMED over the 784 pixels;
 # with a diagonal-Gaussian encoder the KL has a closed form. We minimise -ELBO, averaged over
 # the batch; beta != 1 gives the beta-VAE objective (Higgins et al. 2017).
+from typing import NamedTuple
 
-from typing import Callable, NamedTuple  # noqa: E402  (kept beside the section that uses them)
+import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 
 class ELBOTerms(NamedTuple):

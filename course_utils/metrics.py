@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 import torch
+from sklearn.decomposition import PCA
 from torch import Tensor
 
 from .utils import batched, evaluating
@@ -307,8 +308,6 @@ def evaluate_generator(G: torch.nn.Module, classifier: torch.nn.Module, ds: Any,
 # Reconstruction error is the mean squared error per pixel on the test split, pixels in
 # [0, 1]. PCA fitted on the training split - the best *linear* code of each size - is the
 # baseline an autoencoder with the same code size has to beat.
-
-from sklearn.decomposition import PCA  # noqa: E402
 
 
 def _flat_pixels(images: Tensor | np.ndarray, what: str) -> np.ndarray:

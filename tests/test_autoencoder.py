@@ -7,9 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.models.autoencoder import (Autoencoder, ConvAutoencoder, MLPAutoencoder,
-                                             add_noise, autoencoder_loss, denoising_loss,
-                                             reconstruction_loss)
+from course_utils.models.autoencoder import (
+    Autoencoder,
+    ConvAutoencoder,
+    MLPAutoencoder,
+    add_noise,
+    autoencoder_loss,
+    denoising_loss,
+    reconstruction_loss,
+)
 from course_utils.training import fit
 
 
@@ -31,7 +37,8 @@ def test_shapes_and_output_range(k: int) -> None:
         assert model.code_size == k
 
 
-@pytest.mark.parametrize("bad", [(5, 28, 28), (5, 784), (1, 28, 28), (5, 3, 28, 28), (5, 1, 32, 32)])
+@pytest.mark.parametrize("bad", [(5, 28, 28), (5, 784), (1, 28, 28), (5, 3, 28, 28),
+                                 (5, 1, 32, 32)])
 def test_wrong_image_shape_names_the_expected_shape(bad: tuple[int, ...]) -> None:
     for model in small_models(2):
         with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):

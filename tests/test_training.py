@@ -102,8 +102,8 @@ def test_same_seed_same_run_and_different_seed_different_run() -> None:
         model = make_model()
         fit(model, regression_loss, (x, y), epochs=2, batch_size=16, seed=seed, progress=False)
         runs.append(params(model))
-    assert all(torch.equal(a, b) for a, b in zip(runs[0], runs[1]))
-    assert not all(torch.equal(a, b) for a, b in zip(runs[0], runs[2]))
+    assert all(torch.equal(a, b) for a, b in zip(runs[0], runs[1], strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(runs[0], runs[2], strict=True))
 
 
 def test_time_budget_stops_the_loop_inside_an_epoch() -> None:
@@ -134,7 +134,7 @@ def test_lr_schedules() -> None:
     history = fit(make_model(), regression_loss, (x, y), epochs=4, batch_size=8, lr=0.1,
                   lr_schedule="cosine", progress=False).history
     lrs = history["lr"]
-    assert lrs[0] < 0.1 and all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert lrs[0] < 0.1 and all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
 
 
 # ----------------------------------------------------------------------------- errors
@@ -213,7 +213,7 @@ def test_resume_after_every_step_matches_the_uninterrupted_run(tmp_path: Path) -
         model = make_model(seed=123)          # a fresh process: everything comes from the file
         assert calls < 20
     assert calls == 9                          # 3 epochs x 3 steps, one step per call
-    assert all(torch.equal(a, b) for a, b in zip(params(reference), params(model)))
+    assert all(torch.equal(a, b) for a, b in zip(params(reference), params(model), strict=True))
     assert without_timing(history) == without_timing(ref_history)
 
 
@@ -236,7 +236,7 @@ def test_resume_from_an_epoch_checkpoint_with_a_random_loss(tmp_path: Path) -> N
     resumed = model()
     history = fit(resumed, loss, (x,), epochs=3, checkpoint_path=tmp_path / "ae.pt",
                   resume=True, **kwargs).history
-    assert all(torch.equal(a, b) for a, b in zip(params(reference), params(resumed)))
+    assert all(torch.equal(a, b) for a, b in zip(params(reference), params(resumed), strict=True))
     assert without_timing(history) == without_timing(ref_history)
     # resuming a finished run does nothing and returns its history
     again = fit(model(), loss, (x,), epochs=3, checkpoint_path=tmp_path / "ae.pt",
@@ -268,7 +268,7 @@ def test_resume_after_a_crash_matches_the_uninterrupted_run(tmp_path: Path) -> N
     assert load_checkpoint(tmp_path / "crash.pt")["epoch"] == 2
     resumed = make_model(seed=7)
     history = fit(resumed, regression_loss, (x, y), resume=True, **kwargs).history
-    assert all(torch.equal(a, b) for a, b in zip(params(reference), params(resumed)))
+    assert all(torch.equal(a, b) for a, b in zip(params(reference), params(resumed), strict=True))
     assert without_timing(history) == without_timing(ref_history)
 
 
@@ -371,7 +371,7 @@ def test_step_checkpoints_resume_exactly_after_a_crash(tmp_path: Path) -> None:
     result = fit(resumed, regression_loss, (x, y), checkpoint_path=ckpt, checkpoint_every=3,
                  resume=True, **kwargs)
     assert result.steps == 15 and result.stopped_by == "epochs"
-    assert all(torch.equal(a, b) for a, b in zip(params(reference), params(resumed)))
+    assert all(torch.equal(a, b) for a, b in zip(params(reference), params(resumed), strict=True))
     assert without_timing(result.history) == without_timing(ref.history)
 
 

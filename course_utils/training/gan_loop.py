@@ -247,7 +247,8 @@ def _start(s: _GANSetup, seed: int, resume: bool) -> _GANRun:
     state, run.history = loaded
     run.noise_gen.set_state(state["noise_gen"])
     run.fixed_noise = state["fixed_noise"]
-    run.snapshots = [(int(i), img) for i, img in zip(state["snapshot_steps"], state["snapshots"])]
+    pairs = zip(state["snapshot_steps"], state["snapshots"], strict=True)
+    run.snapshots = [(int(i), img) for i, img in pairs]
     run.step, run.epoch, run.in_epoch = state["step"], state["epoch"], state["in_epoch"]
     run.seconds_before = state["seconds"]
     return run

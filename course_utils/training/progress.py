@@ -126,7 +126,7 @@ class MetricAccumulator:
             return {}
         keys = list(self.sums)
         values = torch.stack([self.sums[k].reshape(()).to("cpu") for k in keys]).tolist()
-        return {k: v / self.count for k, v in zip(keys, values)}
+        return {k: v / self.count for k, v in zip(keys, values, strict=True)}
 
     def state_dict(self) -> dict[str, Any]:
         """Plain-Python state, for checkpoints."""

@@ -101,7 +101,7 @@ def load_checkpoint(path: str | os.PathLike[str],
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file name and a fix
+    except Exception as exc:
         raise RuntimeError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}). "
                            "Delete it to start again, or pass resume=False.") from exc
 
