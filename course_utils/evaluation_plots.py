@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .plot_grids import min_image_inches
+
 __all__ = ["iwae_curve", "frechet_vs_n", "precision_recall_map", "sample_grids"]
 
 
@@ -75,7 +77,9 @@ def sample_grids(samples: Mapping[str, torch.Tensor], ncol: int = 4,
     """One panel per model: its first ``ncol * ncol`` images (B, 1, 28, 28) in [0, 1]."""
     if not samples:
         raise ValueError("no samples to show")
-    fig, axes = plt.subplots(1, len(samples), figsize=(2.6 * len(samples), 2.9), squeeze=False)
+    side = max(2.6, ncol * min_image_inches() * 1.15)     # inches per panel: readable tiles
+    fig, axes = plt.subplots(1, len(samples), figsize=(side * len(samples), side + 0.5),
+                             squeeze=False)
     for ax, (name, images) in zip(axes[0], samples.items(), strict=True):
         x = images[:ncol * ncol].detach().float().cpu().clamp(0, 1).reshape(-1, 28, 28).numpy()
         if len(x) < ncol * ncol:

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from . import config
+from .plot_grids import min_image_inches
 from .utils import evaluating, tile_images
 
 __all__ = ["LatentExplorer", "show_latent_explorer", "latent_traversal", "widgets_available"]
@@ -222,7 +223,8 @@ def latent_traversal(model: nn.Module, z0: Tensor | None = None, dims: Sequence[
     images = torch.sigmoid(logits)[:, 0].float().cpu().numpy()                 # (R*S, H, W)
     h, w = images.shape[1:]
     canvas = tile_images(images, steps)                                        # (R*H, S*W)
-    fig, ax = plt.subplots(figsize=(steps * 0.8 + 0.6, len(dims) * 0.8 + 0.6))
+    tile = max(0.8, min_image_inches() * 1.1)            # inches per image: readable tiles
+    fig, ax = plt.subplots(figsize=(steps * tile + 0.9, len(dims) * tile + 0.9))
     ax.imshow(canvas, cmap="gray", vmin=0.0, vmax=1.0)
     ax.set_xticks(np.arange(steps) * w + w / 2, [f"{v:+.1f}" for v in values.tolist()],
                   fontsize=7)

@@ -8,7 +8,9 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from course_utils import plots
+from course_utils import evaluation_plots, plots
+from course_utils.models.vae import ConvVAE
+from course_utils.widgets import latent_traversal
 
 
 def _pixels(fig: Figure) -> np.ndarray:
@@ -75,6 +77,12 @@ def _image_sides_px(fig: Figure, tiles: int = 1) -> list[float]:
     return sides
 
 
+def _extent(im) -> tuple[float, float]:
+    im.figure.canvas.draw()
+    box = im.get_window_extent()
+    return box.width, box.height
+
+
 def _grids() -> dict[str, tuple[Figure, int]]:
     """Every image figure of course_utils.plots, built with the arguments that used to give
     tiny images (a long single row, a small scale, many rows of labels)."""
@@ -94,7 +102,17 @@ def _grids() -> dict[str, tuple[Figure, int]]:
                                                   grid=15, size=4.0), 15),
         "beta tradeoff": (plots.beta_tradeoff([{"beta": b, "recon": 230.0, "kl": 10.0,
                                                 "samples": x[:8]} for b in (0.5, 1.0, 4.0)]), 8),
+        "four models side by side": (evaluation_plots.sample_grids(
+            {name: torch.rand(16, 1, 28, 28) for name in ("AE", "VAE", "CVAE", "DCGAN")}), 4),
+        "latent traversal": (latent_traversal(ConvVAE(latent_dim=8), steps=7), 7),
     }
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Every test here draws figures; close them so that none piles up."""
+    yield
+    matplotlib.pyplot.close("all")
 
 
 @pytest.mark.parametrize("dpi", [72, 100])
@@ -107,6 +125,9 @@ def test_no_image_is_drawn_below_the_minimum_size(dpi):
                 widths = [im.get_window_extent().width / tiles
                           for ax in fig.axes for im in ax.get_images()]
                 sides = widths
+            elif name == "latent traversal":     # one canvas: 8 rows of 7 tiles
+                sides = [min(w / tiles, h / 8) for w, h in
+                         (_extent(im) for ax in fig.axes for im in ax.get_images())]
             else:
                 sides = _image_sides_px(fig, tiles)
             assert sides, name
