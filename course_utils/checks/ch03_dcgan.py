@@ -445,11 +445,13 @@ def _probe_predict_mitigation(fn: Any, case: Any) -> dict:
                "of the names (keys) of the dict you are given.",
           reveal="The planted cause is a generator that takes five updates per discriminator "
                  "update, so it keeps chasing a stale critic. Giving D four times G's learning "
-                 "rate (the ratio Zhang et al. 2019 used in SAGAN) lets D keep up while the "
-                 "cause stays in place. Lower rates (also accepted) slow both players, which "
-                 "delays the damage rather than removing its cause; label smoothing and "
-                 "weight decay act on neither player's speed; spectral norm restrains a "
-                 "discriminator that was already too slow.")
+                 "rate (the ratio Zhang et al. 2019 used in SAGAN) is the change aimed at that "
+                 "cause: it lets D move further per update while G keeps its five. Lower rates "
+                 "(also accepted) slow both players, which delays the damage rather than "
+                 "removing its cause; label smoothing and weight decay act on neither player's "
+                 "speed; spectral norm restrains a discriminator that was already too slow. "
+                 "Whether the arm you named beat the baseline on every seed is what the table "
+                 "says: with three short runs, sound reasoning can still lose to noise.")
 def _judge_predict_mitigation(data: dict, case: Any) -> None:
     menu = _mitigation_menu(case)
     changed = data.get("menu_changed")
