@@ -32,7 +32,7 @@ from torch import Tensor
 
 from . import metrics
 from .losses import elbo_loss
-from .utils import evaluating
+from .utils import batched, evaluating
 
 __all__ = ["binarize", "bernoulli_log_likelihood", "gaussian_log_density",
            "iwae_from_samples", "log_importance_weights", "iwae_bound", "vae_iwae_bound",
@@ -195,18 +195,14 @@ def knn_radii(features: np.ndarray | Tensor, k: int = 3, chunk: int = 1024) -> T
     f = _as_tensor(features)
     if not 1 <= k < len(f):
         raise ValueError(f"k must be between 1 and N - 1 = {len(f) - 1}, got {k}")
-    out = []
-    for i in range(0, len(f), chunk):
-        d = torch.cdist(f[i:i + chunk], f)                                  # (c, N)
-        out.append(d.topk(k + 1, dim=1, largest=False).values[:, k])        # skip the self-match
-    return torch.cat(out)
+    # (c, N) distances per slice; the k+1-th smallest skips the self-match
+    return batched(lambda q: torch.cdist(q, f).topk(k + 1, dim=1, largest=False).values[:, k],
+                   f, chunk)
 
 
 def _inside(queries: Tensor, points: Tensor, radii: Tensor, chunk: int) -> Tensor:
     """For each query, is it within radii[j] of some point j? (Nq,) bool."""
-    out = [(torch.cdist(queries[i:i + chunk], points) <= radii[None]).any(dim=1)
-           for i in range(0, len(queries), chunk)]
-    return torch.cat(out)
+    return batched(lambda q: (torch.cdist(q, points) <= radii[None]).any(dim=1), queries, chunk)
 
 
 @dataclass

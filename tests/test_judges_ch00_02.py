@@ -3,11 +3,10 @@ message (CheckFailure) and never crashes a judge, whatever was forged in the ker
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pytest
+from judge_mutations import pick
 
 from course_utils.checks import get_exercise
 from course_utils.checks.core import PUBLIC_CASE, TEST_HIDDEN_CASES, CheckFailure, judge_data
@@ -22,30 +21,6 @@ def _right_answer(ex_id: str) -> Any:
     if ex_id == "ae_beat_pca":
         return CH01_REFERENCE["ae_beat_pca"]()         # a model that beats PCA, already run
     return get_exercise(ex_id).reference
-
-
-def _map(value: Any, leaf: Callable[[Any], Any]) -> Any:
-    """``value`` with ``leaf`` applied to every leaf (non-dict, non-list) value."""
-    if isinstance(value, dict):
-        return {k: _map(v, leaf) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_map(v, leaf) for v in value]
-    return leaf(value)
-
-
-MUTATIONS: dict[str, Callable[[Any], Any]] = {
-    "arrays_as_text": lambda d: _map(d, lambda v: "x" if isinstance(v, np.ndarray) else v),
-    "arrays_of_text": lambda d: _map(d, lambda v: np.array(["a"] * v.size).reshape(v.shape)
-                                     if isinstance(v, np.ndarray) else v),
-    "arrays_flattened": lambda d: _map(d, lambda v: v.reshape(-1)[:1]
-                                       if isinstance(v, np.ndarray) else v),
-    "arrays_of_nan": lambda d: _map(d, lambda v: np.full(v.shape, np.nan)
-                                    if isinstance(v, np.ndarray) else v),
-    "numbers_as_text": lambda d: _map(d, lambda v: "1" if isinstance(v, (int, float)) else v),
-    "leaves_as_none": lambda d: _map(d, lambda v: None),
-    "lists_emptied": lambda d: {k: [] if isinstance(v, list) else v for k, v in d.items()},
-    "dicts_as_lists": lambda d: {k: [v] if isinstance(v, dict) else v for k, v in d.items()},
-}
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +39,10 @@ def test_real_data_passes_and_empty_data_fails(ex_id: str,
     judge_data(ex, probe_data[ex_id], PUBLIC_CASE)
     with pytest.raises(CheckFailure):
         judge_data(ex, {}, PUBLIC_CASE)
+
+
+MUTATIONS = pick("arrays_as_text", "arrays_of_text", "arrays_flattened", "arrays_of_nan",
+                 "numbers_as_text", "leaves_as_none", "lists_emptied", "dicts_as_lists")
 
 
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))

@@ -5,12 +5,13 @@ on data that was forged or malformed, or recorded for another case."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from judge_mutations import pick
 
 from course_utils.checks import get_exercise
 from course_utils.checks.core import PUBLIC_CASE, TEST_HIDDEN_CASES, CheckFailure, judge_data
@@ -210,29 +211,9 @@ def test_forged_spy_records_fail(recorded: dict[tuple[str, int], dict[str, Any]]
 
 # ----------------------------------------------------------------------------- malformed data
 
-def _map(value: Any, leaf: Callable[[Any], Any]) -> Any:
-    """``value`` with ``leaf`` applied to every leaf (non-dict, non-list) value."""
-    if isinstance(value, dict):
-        return {k: _map(v, leaf) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_map(v, leaf) for v in value]
-    return leaf(value)
-
-
-MUTATIONS: dict[str, Callable[[Any], Any]] = {
-    "arrays_as_text": lambda d: _map(d, lambda v: "x" if isinstance(v, np.ndarray) else v),
-    "arrays_of_text": lambda d: _map(d, lambda v: np.array(["a"] * v.size).reshape(v.shape)
-                                     if isinstance(v, np.ndarray) else v),
-    "arrays_flattened": lambda d: _map(d, lambda v: v.reshape(-1)[:1]
-                                       if isinstance(v, np.ndarray) else v),
-    "arrays_of_nan": lambda d: _map(d, lambda v: np.full(v.shape, np.nan)
-                                    if isinstance(v, np.ndarray) else v),
-    "numbers_as_text": lambda d: _map(d, lambda v: "1" if isinstance(v, (int, float)) else v),
-    "leaves_as_none": lambda d: _map(d, lambda v: None),
-    "lists_emptied": lambda d: {k: [] if isinstance(v, list) else v for k, v in d.items()},
-    "dicts_as_lists": lambda d: {k: [v] if isinstance(v, dict) else v for k, v in d.items()},
-    "strings_as_lists": lambda d: _map(d, lambda v: [[v]] if isinstance(v, str) else v),
-}
+MUTATIONS = pick("arrays_as_text", "arrays_of_text", "arrays_flattened", "arrays_of_nan",
+                 "numbers_as_text", "leaves_as_none", "lists_emptied", "dicts_as_lists",
+                 "strings_as_lists")
 
 
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))

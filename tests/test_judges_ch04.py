@@ -11,12 +11,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from judge_mutations import pick
 
 from course_utils.checks import get_exercise
 from course_utils.checks.core import PUBLIC_CASE, TEST_HIDDEN_CASES, CheckFailure, judge_data
@@ -133,33 +134,10 @@ def test_data_of_another_case_fails(ex_id: str, hidden_data: dict[str, dict[str,
         judge_data(ex, _probe(ex_id, PUBLIC_CASE), TEST_HIDDEN_CASES[0], hidden=False)
 
 
-def _map(value: Any, leaf: Callable[[Any], Any]) -> Any:
-    if isinstance(value, dict):
-        return {k: _map(v, leaf) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_map(v, leaf) for v in value]
-    return leaf(value)
-
-
-MUTATIONS: dict[str, Callable[[Any], Any]] = {
-    "empty": lambda d: {},
-    "arrays_as_text": lambda d: _map(d, lambda v: "x" if isinstance(v, np.ndarray) else v),
-    "arrays_of_text": lambda d: _map(d, lambda v: np.array(["a"] * v.size).reshape(v.shape)
-                                     if isinstance(v, np.ndarray) else v),
-    "arrays_flattened": lambda d: _map(d, lambda v: v.reshape(-1)[:1]
-                                       if isinstance(v, np.ndarray) else v),
-    "arrays_of_nan": lambda d: _map(d, lambda v: np.full(v.shape, np.nan)
-                                    if isinstance(v, np.ndarray) else v),
-    "numbers_as_text": lambda d: _map(d, lambda v: "1" if isinstance(v, float) else v),
-    "numbers_as_nan": lambda d: _map(d, lambda v: float("nan") if isinstance(v, float) else v),
-    "bools_flipped": lambda d: _map(d, lambda v: (not v) if isinstance(v, bool) else v),
-    "huge_shapes": lambda d: _map(d, lambda v: 2 ** 40 if isinstance(v, int)
-                                  and not isinstance(v, bool) else v),
-    "leaves_as_none": lambda d: _map(d, lambda v: None),
-    "lists_emptied": lambda d: {k: [] if isinstance(v, list) else v for k, v in d.items()},
-    "dicts_as_lists": lambda d: {k: [v] if isinstance(v, dict) else v for k, v in d.items()},
-    "records_as_numbers": lambda d: {k: 1.0 for k in d},
-}
+MUTATIONS = pick("empty", "arrays_as_text", "arrays_of_text", "arrays_flattened",
+                 "arrays_of_nan", "floats_as_text", "numbers_as_nan", "bools_flipped",
+                 "huge_shapes", "leaves_as_none", "lists_emptied", "dicts_as_lists",
+                 "records_as_numbers")
 
 
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))

@@ -35,7 +35,17 @@ from .ch02_probes import (
     stats_inputs,
 )
 from .core import exercise, expect, hidden_judge
-from .probe_data import array, as_array, describe, flag, record, records, same, values
+from .probe_data import (
+    array,
+    as_array,
+    describe,
+    extra_records,
+    flag,
+    record,
+    records,
+    same,
+    values,
+)
 from .protocol import Case
 
 
@@ -111,9 +121,7 @@ def _judge_reparameterize(data: dict[str, Any], case: Case) -> None:
 
 @hidden_judge("vae_reparameterize")
 def _hidden_reparameterize(data: dict[str, Any], case: Case) -> None:
-    shapes = EXTRA_SHAPES["vae_reparameterize"]
-    for i, (rec, shape) in enumerate(zip(records(data, "extra", len(shapes)), shapes,
-                                         strict=True), start=1):
+    for i, rec, shape in extra_records(data, EXTRA_SHAPES["vae_reparameterize"]):
         _judge_reparam_record(rec, case, i, shape)
 
 
@@ -170,9 +178,7 @@ def _judge_kl(data: dict[str, Any], case: Case) -> None:
 
 @hidden_judge("vae_kl")
 def _hidden_kl(data: dict[str, Any], case: Case) -> None:
-    shapes = EXTRA_SHAPES["vae_kl"]
-    for i, (rec, shape) in enumerate(zip(records(data, "extra", len(shapes)), shapes,
-                                         strict=True), start=1):
+    for i, rec, shape in extra_records(data, EXTRA_SHAPES["vae_kl"]):
         _judge_kl_record(rec, case, i, shape)
 
 
@@ -256,9 +262,7 @@ def _judge_elbo(data: dict[str, Any], case: Case) -> None:
 
 @hidden_judge("vae_elbo")
 def _hidden_elbo(data: dict[str, Any], case: Case) -> None:
-    shapes = EXTRA_SHAPES["vae_elbo"]
-    for i, (rec, shape) in enumerate(zip(records(data, "extra", len(shapes)), shapes,
-                                         strict=True), start=1):
+    for i, rec, shape in extra_records(data, EXTRA_SHAPES["vae_elbo"]):
         _judge_elbo_record(rec, case, i, shape)
     # A constructed case with a known value: logits 0 -> p = 1/2 for every pixel, so the
     # BCE is log 2 per pixel whatever x is; mu = 0, logvar = 0 gives KL = 0.

@@ -37,7 +37,7 @@ from .ch04_probes import (
     probe_iwae,
 )
 from .core import exercise, expect, hidden_judge
-from .probe_data import describe, record, records, values
+from .probe_data import describe, extra_records, record, records, values
 from .protocol import Case
 
 
@@ -137,9 +137,7 @@ def _judge_frechet(data: dict[str, Any], case: Case) -> None:
 
 @hidden_judge("eval_frechet")
 def _hidden_frechet(data: dict[str, Any], case: Case) -> None:
-    dims = EXTRA_FRECHET_DIMS
-    for i, (rec, d) in enumerate(zip(records(data, "extra", len(dims)), dims, strict=True),
-                                 start=1):
+    for i, rec, d in extra_records(data, EXTRA_FRECHET_DIMS):
         _judge_frechet_record(rec, case, i, d)
 
 
@@ -304,7 +302,5 @@ def _judge_iwae(data: dict[str, Any], case: Case) -> None:
 
 @hidden_judge("eval_iwae")
 def _hidden_iwae(data: dict[str, Any], case: Case) -> None:
-    shapes = EXTRA_IWAE_SHAPES
-    for i, (rec, shape) in enumerate(zip(records(data, "extra", len(shapes)), shapes,
-                                         strict=True), start=1):
+    for i, rec, shape in extra_records(data, EXTRA_IWAE_SHAPES):
         _judge_iwae_record(rec, case, i, shape)

@@ -9,13 +9,16 @@ message, so that malformed data fails with a message instead of crashing the jud
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from .core import expect
+
+T = TypeVar("T")
 
 
 def case_seed(case: Any, offset: int) -> int:
@@ -64,6 +67,13 @@ def records(data: object, key: str, count: int) -> list[dict[str, Any]]:
            and all(isinstance(v, dict) for v in value),
            f"the check's data has no valid list {key!r}; run the check again from the notebook")
     return value
+
+
+def extra_records(data: object, sizes: Sequence[T]) -> list[tuple[int, dict[str, Any], T]]:
+    """The extra runs a hidden case records, paired with the sizes they ran at:
+    ``(offset, record, size)`` with offsets from 1 (offset 0 is the main record's inputs)."""
+    runs = records(data, "extra", len(sizes))
+    return [(i, rec, size) for i, (rec, size) in enumerate(zip(runs, sizes, strict=True), start=1)]
 
 
 def values(rec: object) -> np.ndarray | None:
