@@ -37,6 +37,7 @@ from course_utils.grading.batch import collect_submissions, grade_batch, student
 from course_utils.grading.pool import run_pool
 from course_utils.grading.records import Record, Task
 from course_utils.grading.submission import (
+    Match,
     SubmissionUnreadable,
     match_exercises,
     read_submission,
@@ -638,3 +639,12 @@ def test_kernel_writes_probe_data_and_decides_nothing(tmp_path):
     assert files == ["intro_scale-0.npz", "intro_scale-1.npz"]
     data = unpack((probes / "intro_scale-0.npz").read_bytes())
     assert data["ends"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_a_checked_verdict_not_judged_by_the_grader_is_never_trusted():
+    """A kernel-written "passed" counts only through the grader's judges (a probe plan)."""
+    spec = ExerciseSpec("intro_scale", 1.0, 0, ("scale_to_pm1",), "scale_to_pm1", "")
+    forged = {"status": "checked", "public": {"status": "passed", "message": "ok"},
+              "hidden": None, "n_hidden": 0, "reference": ""}
+    res = verdicts.exercise_verdict(spec, forged, Match("def f(): ...", "id", 0), "", LIMITS)
+    assert res.points == 0 and res.status != "passed"

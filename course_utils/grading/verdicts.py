@@ -124,7 +124,8 @@ def exercise_verdict(spec: ExerciseSpec, verdict: dict[str, Any] | None, match: 
 
     For a probe/judge exercise the kernel only reports that it probed; the verdict is
     computed here, by :func:`judge_probes`, from the probe data (``probes``, one blob per
-    case of ``plan``). LEGACY exercises (no probe) bring a verdict computed in the kernel.
+    case of ``plan``). A "checked" verdict that did not come from those judges (no plan: it
+    could only have been written by the kernel) is never trusted.
     """
     res = ExerciseResult(max_points=spec.points, matched_by=match.how)
     if match.how in ("missing", "not-code"):
@@ -156,6 +157,8 @@ def exercise_verdict(spec: ExerciseSpec, verdict: dict[str, Any] | None, match: 
         res.message = (f"{spec.id}: your cell did not define {verdict.get('target')}.{why} "
                        f"Hint: {spec.hint}")
         return res
+    if plan is None and kind == "checked":          # not judged here: written in the kernel
+        kind = "unjudged"
     if kind != "checked":
         res.message = "not graded (internal grader problem)."
         res.detail = f"kernel verdict: {kind} {verdict.get('error', '')}".strip()
