@@ -41,6 +41,8 @@ class DCGANRecipe:
         real_label: D's target on real images (0.9: one-sided label smoothing).
         g_loss: ``"non_saturating"`` or ``"minimax"``.
         spectral_norm: spectral normalisation in D instead of batch norm.
+        g_ema: decay of an exponential moving average of G's weights (``fit_gan``'s
+            ``g_ema``, e.g. 0.999); None: no average.
     """
 
     latent_dim: int = 64
@@ -51,6 +53,7 @@ class DCGANRecipe:
     real_label: float = 1.0
     g_loss: str = "non_saturating"
     spectral_norm: bool = False
+    g_ema: float | None = None
 
     def build(self, seed: int = 0) -> tuple[Generator, Discriminator]:
         """A seeded generator and discriminator of this architecture."""
@@ -62,15 +65,20 @@ class DCGANRecipe:
     def fit_kwargs(self) -> dict[str, Any]:
         """The arguments of :func:`course_utils.training.fit_gan` that the recipe sets."""
         return {"batch_size": self.batch_size, "g_optim": self.g_optim,
-                "d_optim": self.d_optim, "real_label": self.real_label, "g_loss": self.g_loss}
+                "d_optim": self.d_optim, "real_label": self.real_label, "g_loss": self.g_loss,
+                "g_ema": self.g_ema}
 
     def to_json(self) -> dict[str, Any]:
-        """The recipe as plain data, in the layout of the shipped ``dcgan_generator.json``."""
-        return {"latent_dim": self.latent_dim, "width": self.width,
+        """The recipe as plain data, in the layout of the shipped ``dcgan_generator.json``
+        (``g_ema`` only when set, so recipes without it keep that layout)."""
+        data = {"latent_dim": self.latent_dim, "width": self.width,
                 "batch_size": self.batch_size, "lr_g": self.g_optim.lr,
                 "lr_d": self.d_optim.lr, "betas_g": self.g_optim.betas,
                 "betas_d": self.d_optim.betas, "real_label": self.real_label,
                 "g_loss": self.g_loss, "spectral_norm": self.spectral_norm}
+        if self.g_ema is not None:
+            data["g_ema"] = self.g_ema
+        return data
 
 
 #: The course's DCGAN recipe. Width 32 is two to three times as fast per image as the PyTorch

@@ -8,11 +8,13 @@ or a time budget (``time_budget`` seconds on a ``clock``), save a checkpoint eve
 * :mod:`.progress`: :class:`History`, :class:`TrainResult`, the progress bar, lr schedules;
 * :mod:`.state`: random state, device, checkpoints and the one resume path of both loops;
 * :mod:`.loop`: :func:`fit` and :func:`evaluate`;
-* :mod:`.gan` and :mod:`.gan_loop`: :func:`gan_train_step`, :func:`fit_gan` and its settings.
+* :mod:`.gan` and :mod:`.gan_loop`: :func:`gan_train_step`, :func:`fit_gan` and its settings;
+* :mod:`.ema`: :func:`model_ema`, the moving average of G's weights behind ``fit_gan(g_ema=...)``.
 """
 
 from __future__ import annotations
 
+from .ema import EMA_WARMUP, ema_decay, model_ema
 from .gan import (
                   GAN_CHECKPOINT_FORMAT,
                   AdamConfig,
@@ -40,4 +42,5 @@ __all__ = ["History", "MetricAccumulator", "TrainingProgress", "TrainResult", "L
            "lr_factor", "CLOCKS", "budget_clock", "rng_state", "set_rng_state", "preserve_rng",
            "save_checkpoint", "load_checkpoint", "evaluate", "fit", "LossFn",
            "CHECKPOINT_FORMAT", "fit_gan", "gan_train_step", "GANResult", "GANStepFn",
-           "AdamConfig", "SnapshotConfig", "save_grid_png", "GAN_CHECKPOINT_FORMAT"]
+           "AdamConfig", "SnapshotConfig", "save_grid_png", "GAN_CHECKPOINT_FORMAT",
+           "model_ema", "ema_decay", "EMA_WARMUP"]

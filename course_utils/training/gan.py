@@ -114,10 +114,13 @@ class GANResult(TrainResult):
             averaged over the interval, plus ``elapsed`` seconds and ``images_per_sec``.
         snapshots: ``[(step, images)]``: G(fixed_noise) at intervals, on the CPU, in [-1, 1].
         fixed_noise: the noise vectors behind every snapshot (n_fixed, latent_dim).
+        g_ema: with ``fit_gan(..., g_ema=decay)``, the exponential moving average of G's
+            weights (a copy of G's class, in eval mode); None without it.
     """
 
     snapshots: list[tuple[int, Tensor]] = field(default_factory=list)
     fixed_noise: Tensor = field(default_factory=lambda: torch.empty(0))
+    g_ema: nn.Module | None = None
 
     def __repr__(self) -> str:
         last = self.history.last if len(self.history) else {}

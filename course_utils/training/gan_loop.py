@@ -13,9 +13,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
 
 from ..data import iterate_batches
 from ..utils import evaluating
+from .ema import check_ema_decay, model_ema
 from .gan import (
     GAN_CHECKPOINT_FORMAT,
     AdamConfig,
@@ -42,7 +44,8 @@ def fit_gan(G: nn.Module, D: nn.Module, train_images: Tensor, *,
             checkpoint_path: str | os.PathLike[str] | None = None, resume: bool = False,
             checkpoint_every: int | None = 500, device: str | torch.device | None = None,
             seed: int = 0, progress: bool = True, desc: str = "GAN",
-            clock: Callable[[], float] = time.perf_counter) -> GANResult:
+            clock: Callable[[], float] = time.perf_counter, g_ema: float | None = None
+            ) -> GANResult:
     """Train a GAN with alternating discriminator and generator steps.
 
     Args:
@@ -64,21 +67,24 @@ def fit_gan(G: nn.Module, D: nn.Module, train_images: Tensor, *,
             epoch) and at the end; resume there on the same batches and noise.
         device, seed, progress, desc, clock: as in :func:`~course_utils.training.fit`; the
             seed fixes the batch order, the noise stream and the fixed noise.
+        g_ema: decay per step of a moving average of G's weights and buffers (e.g. 0.999; see
+            :func:`~course_utils.training.model_ema`), updated after every step and kept in
+            the checkpoint; it starts from G, also on resuming a checkpoint without it.
 
     Returns:
-        A :class:`GANResult` (history, fixed-noise snapshots, step count, time).
+        A :class:`GANResult`: history, snapshots (of G itself), steps, time, and ``g_ema``.
 
     Raises:
         ValueError: for images of the wrong shape or range, bad arguments, or losses that
             became NaN/infinite (lower the learning rates).
     """
     _check_gan_args(G, train_images, batch_size, g_loss, resume, checkpoint_path,
-                    epochs, time_budget, max_steps)
+                    (epochs, time_budget, max_steps), g_ema)
     s, data = _setup(G, D, train_images, g_optim, d_optim, device, batch_size, log_every,
                      snapshot or SnapshotConfig(), (epochs, max_steps, time_budget),
                      checkpoint_path, clock)
     step_fn = step_fn or gan_train_step
-    run = _start(s, seed, resume)
+    run = _start(s, seed, resume, g_ema)
     if (epochs is not None and run.epoch >= epochs) or \
             (max_steps is not None and run.step >= max_steps):
         return run.result("done")
@@ -149,6 +155,7 @@ class _GANRun:
     interval_start: float = 0.0         # ... when the current history interval began
     interval_images: int = 0
     next_snapshot: float = math.inf     # tracker.elapsed of the next timed snapshot
+    ema: AveragedModel | None = None    # the average of G's weights (fit_gan's g_ema)
 
     def count(self, metrics: Mapping[str, Tensor], batch_size: int) -> None:
         """Book one step."""
@@ -159,14 +166,16 @@ class _GANRun:
 
     def result(self, stopped_by: str) -> GANResult:
         return GANResult(self.history, self.step, self.seconds_before + self.train_seconds,
-                         stopped_by, snapshots=self.snapshots, fixed_noise=self.fixed_noise)
+                         stopped_by, snapshots=self.snapshots, fixed_noise=self.fixed_noise,
+                         g_ema=None if self.ema is None else self.ema.module)
 
 
 def _check_gan_args(G: nn.Module, train_images: Tensor, batch_size: int, g_loss: str,
                     resume: bool, checkpoint_path: str | os.PathLike[str] | None,
-                    epochs: int | None, time_budget: float | None,
-                    max_steps: int | None) -> None:
-    """Check fit_gan's arguments before any work, with errors that say what to pass."""
+                    limits: tuple[int | None, float | None, int | None],
+                    g_ema: float | None) -> None:
+    """Check fit_gan's arguments before any work, with errors that say what to pass
+    (``limits``: epochs, time_budget, max_steps)."""
     from ..losses import GENERATOR_LOSS_KINDS
 
     if not isinstance(train_images, Tensor) or train_images.ndim != 4 \
@@ -185,7 +194,8 @@ def _check_gan_args(G: nn.Module, train_images: Tensor, batch_size: int, g_loss:
     if g_loss not in GENERATOR_LOSS_KINDS:
         raise ValueError(f"g_loss must be one of {GENERATOR_LOSS_KINDS}, got {g_loss!r}")
     check_resume(resume, checkpoint_path)
-    if epochs is None and time_budget is None and max_steps is None:
+    check_ema_decay(g_ema)
+    if all(limit is None for limit in limits):
         raise ValueError("give epochs=..., time_budget=... (seconds) or max_steps=..., so that "
                          "training knows when to stop.")
     if not getattr(G, "latent_dim", None):
@@ -233,18 +243,23 @@ def _snapshot_schedule(every: int | None, epochs: int | None, max_steps: int | N
     return 10**12, time_budget / 8 if time_budget else math.inf
 
 
-def _start(s: _GANSetup, seed: int, resume: bool) -> _GANRun:
-    """A fresh run (seeded), or the one saved at ``s.checkpoint_path`` when resuming."""
+def _start(s: _GANSetup, seed: int, resume: bool, g_ema: float | None) -> _GANRun:
+    """A fresh run (seeded), or the one saved at ``s.checkpoint_path`` when resuming; with
+    ``g_ema``, its average of G (restored, or a copy of G if the checkpoint has none)."""
     run = _GANRun(noise_gen=torch.Generator().manual_seed(seed + 1),
                   fixed_noise=torch.randn(s.snapshot.n_fixed, s.G.latent_dim,
                                           generator=torch.Generator().manual_seed(seed + 2)))
     loaded = resume_from(s.checkpoint_path, resume, fmt=GAN_CHECKPOINT_FORMAT, who="fit_gan",
                          run_config=s.run_config, device=s.device,
                          parts={"G": s.G, "D": s.D, "opt_g": s.opt_g, "opt_d": s.opt_d})
+    if g_ema is not None:
+        run.ema = model_ema(s.G, g_ema)             # after loading G: it starts from G
     if loaded is None:
         torch.manual_seed(seed)
         return run
     state, run.history = loaded
+    if run.ema is not None and "G_ema" in state:
+        run.ema.load_state_dict(state["G_ema"])
     run.noise_gen.set_state(state["noise_gen"])
     run.fixed_noise = state["fixed_noise"]
     pairs = zip(state["snapshot_steps"], state["snapshots"], strict=True)
@@ -281,7 +296,10 @@ def _end_epoch(s: _GANSetup, run: _GANRun, checkpoint_every: int | None) -> None
 
 def _bookkeeping(s: _GANSetup, run: _GANRun, tracker: TrainingProgress,
                  checkpoint_every: int | None) -> None:
-    """After a step: a history record, a snapshot and a checkpoint, each when due."""
+    """After a step: the update of G's average, then a history record, a snapshot and a
+    checkpoint, each when due."""
+    if run.ema is not None:
+        run.ema.update_parameters(s.G)
     if run.step % s.log_every == 0:
         _log(s, run, tracker)
     if run.step % s.snapshot_every == 0 or tracker.elapsed >= run.next_snapshot:
@@ -325,7 +343,8 @@ def _checkpoint(s: _GANSetup, run: _GANRun) -> None:
         return
     save_checkpoint(s.checkpoint_path, checkpoint_payload(
         GAN_CHECKPOINT_FORMAT, s.run_config,
-        {"G": s.G, "D": s.D, "opt_g": s.opt_g, "opt_d": s.opt_d}, run.history,
+        {"G": s.G, "D": s.D, "opt_g": s.opt_g, "opt_d": s.opt_d,
+         **({} if run.ema is None else {"G_ema": run.ema})}, run.history,
         noise_gen=run.noise_gen.get_state(), fixed_noise=run.fixed_noise,
         snapshot_steps=[i for i, _ in run.snapshots], snapshots=[x for _, x in run.snapshots],
         step=run.step, epoch=run.epoch, in_epoch=run.in_epoch,
