@@ -17,14 +17,19 @@ from ..utils import float_state_dict
 HERE = Path(__file__).resolve().parent
 
 
+# The script that makes a checkpoint, where it is not ``train_<first word of its name>``.
+_SCRIPTS = {"vae2d_fashion": "train_small_vaes", "cvae_fashion": "train_small_vaes"}
+
+
 def _read(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Load ``name.pt`` (a state_dict) and ``name.json`` (its metadata) from this folder."""
     weights, meta = HERE / f"{name}.pt", HERE / f"{name}.json"
     missing = [p.name for p in (weights, meta) if not p.is_file()]
     if missing:
+        script = _SCRIPTS.get(name, f"train_{name.split('_')[0]}")
         raise FileNotFoundError(f"the shipped checkpoint files {missing} are missing from {HERE}; "
                                 f"reinstall course_utils, or recreate them with "
-                                f"python -m course_utils.pretrained.train_{name.split('_')[0]}")
+                                f"python -m course_utils.pretrained.{script}")
     return torch.load(weights, map_location="cpu", weights_only=True), json.loads(meta.read_text())
 
 
@@ -101,6 +106,32 @@ def load_vae() -> torch.nn.Module:
 
     state, meta = _read("vae_fashion")
     model = ConvVAE(**meta["kwargs"])
+    model.load_state_dict(float_state_dict(state))
+    return model.eval()
+
+
+def load_vae2d() -> torch.nn.Module:
+    """The shipped 2-D ``ConvVAE`` of chapter 02's latent map (section 8), trained on
+    Fashion-MNIST by ``python -m course_utils.pretrained.train_small_vaes``;
+    ``metadata("vae2d_fashion")`` gives its test BCE + KL, the seed, the data hash and the
+    training time."""
+    from ..models.vae import ConvVAE
+
+    state, meta = _read("vae2d_fashion")
+    model = ConvVAE(**meta["kwargs"])
+    model.load_state_dict(float_state_dict(state))
+    return model.eval()
+
+
+def load_cvae() -> torch.nn.Module:
+    """The shipped ``ConditionalVAE`` (16-D latent, 10 classes) of chapter 02's section 11 and
+    chapter 04's comparison, trained by ``python -m course_utils.pretrained.train_small_vaes``;
+    ``metadata("cvae_fashion")`` gives its test BCE + KL (given the labels), the seed, the data
+    hash and the training time."""
+    from ..models.vae import ConditionalVAE
+
+    state, meta = _read("cvae_fashion")
+    model = ConditionalVAE(**meta["kwargs"])
     model.load_state_dict(float_state_dict(state))
     return model.eval()
 
