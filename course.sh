@@ -73,7 +73,9 @@ case "$cmd" in
     exec "$(python_bin)" -m course_utils.run_course "$@" ;;
   test)
     setup "[test]"
-    exec "$(python_bin)" -m pytest "$@" ;;
+    # One worker per core (pytest-xdist); each test file stays on one worker (see conftest.py).
+    # Add `-n 0` to run everything in this process, e.g. with a debugger.
+    exec "$(python_bin)" -m pytest -n auto --dist loadfile "$@" ;;
   *)
     sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 2 ;;

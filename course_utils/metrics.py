@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.linalg
 import torch
-from sklearn.decomposition import PCA
 from torch import Tensor
 
 from .utils import batched, evaluating
+
+if TYPE_CHECKING:   # scikit-learn takes a second to import; only the PCA functions need it
+    from sklearn.decomposition import PCA
 
 # ============================================================ sample quality and diversity
 # Used by the DCGAN chapter (03) and the evaluation chapter (04). A small Fashion-MNIST
@@ -325,6 +327,8 @@ def _flat_pixels(images: Tensor | np.ndarray, what: str) -> np.ndarray:
 
 def fit_pca(train_x: Tensor | np.ndarray, k: int, seed: int = 0) -> PCA:
     """scikit-learn PCA with ``k`` components fitted on training images (N, 1, 28, 28)."""
+    from sklearn.decomposition import PCA
+
     x = _flat_pixels(train_x, "train_x")
     if not 1 <= k <= min(x.shape):
         raise ValueError(f"k must be between 1 and min(N, D) = {min(x.shape)}, got {k}.")

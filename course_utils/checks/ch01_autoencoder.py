@@ -19,10 +19,9 @@ Three graded exercises:
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 from .. import config
 from ..data import load_dataset
@@ -44,6 +43,9 @@ from .ch01_probes import (
     try_to_beat_pca,
 )
 from .core import exercise, expect
+
+if TYPE_CHECKING:
+    from sklearn.decomposition import PCA
 from .probe_data import array, describe, flag, record, records, same, values
 from .protocol import Case, sanitise
 
