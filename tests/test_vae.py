@@ -506,3 +506,27 @@ def test_conditional_decoder_has_a_direct_per_class_path():
     rest = model.decode(z, torch.tensor([3])) - model.decode(z, torch.tensor([2]))  # remove it
     assert torch.allclose(diff - rest, torch.ones_like(diff), atol=1e-5)
 
+
+
+def test_benchmark_peers_are_the_published_architectures():
+    """The two peer VAEs of benchmarks/bench_vae.py: shapes, sizes and a finite loss."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_vae.py"
+    spec = importlib.util.spec_from_file_location("bench_vae", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    mlp, tf = bench.ExamplesMLPVAE(), bench.TFTutorialCVAE()
+    for model, latent in ((mlp, 20), (tf, 16)):
+        logits, mu, logvar = model(x)
+        assert logits.shape == x.shape and mu.shape == logvar.shape == (3, latent)
+        assert math.isfinite(losses.vae_loss_fn()(model, (x,))["loss"].item())
+    # 784-400-20 MLP; TF tutorial: conv 32, 64 (valid: 28 -> 13 -> 6), dense, 7*7*32, 64, 32, 1
+    assert sum(p.numel() for p in mlp.parameters()) == 652_824
+    assert tf.encoder[5].in_features == 64 * 6 * 6
+    assert sum(p.numel() for p in tf.parameters()) == 156_481
+    assert bench._peers()["tfcvae"][2] == {"lr": 1e-4, "lr_schedule": "constant",
+                                           "batch_size": 32}
